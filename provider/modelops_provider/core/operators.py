@@ -1,0 +1,205 @@
+"""The launch-and-wait operator shape shared by every integration.
+
+A subclass says how to submit its job, how to look at it (a call returning a :class:`Snapshot`), how
+to cancel it, which trigger waits for it, and what to return when it succeeded. This base owns the
+rest once: re-attaching on retry (Airflow 3.3 task state store), XCom and links before any wait,
+sync or deferred waiting against one absolute deadline, cancelling on timeout and on kill, and turning
+trigger events into results or errors.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelops_provider.core import triggers
+from modelops_provider.core.errors import JobFailedError, JobTimeoutError
+from modelops_provider.core.hook import ApiHook
+from modelops_provider.core.links import XComLink
+from modelops_provider.core.transport import Call
+from modelops_provider.core.validation import seconds
+from modelops_provider.core.waiting import Outcome, Snapshot, wait_sync
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def unpack_event(event: dict[str, Any] | None) -> Snapshot:
+    """Turn a trigger event into the final snapshot; an error event's message is raised unchanged."""
+    if not event or "status" not in event:
+        raise AirflowException(f"unexpected trigger event: {event!r}")
+    if event["status"] == triggers.ERROR:
+        raise AirflowException(event.get("message") or "the trigger reported an error")
+    if event["status"] == triggers.TIMEOUT:
+        raise JobTimeoutError(event.get("message") or "timed out")
+    return Snapshot.from_dict(event["snapshot"])
+
+
+class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
+    """Launch a remote job, then (optionally) wait for it in the worker or deferred in the triggerer."""
+
+    hook_class: ClassVar[type[ApiHook]]
+    external_id_key = "remote_job"
+    # Links to push before waiting: each class's URL comes from :meth:`link_urls`.
+    what: ClassVar[str] = "remote job"
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = seconds("poll_interval", poll_interval, minimum=0.0)
+        self.timeout = seconds("timeout", timeout, allow_none=True, minimum=0.0)
+        self._job: dict[str, Any] | None = None
+        self._hook: ApiHook | None = None
+
+    # --- what a subclass declares ---------------------------------------------------------------
+    @property
+    @abstractmethod
+    def conn_id(self) -> str: ...
+
+    @abstractmethod
+    def validate(self) -> None:
+        """Check every (rendered) argument; raise ValueError naming the parameter and value."""
+
+    @abstractmethod
+    def submit(self, hook: Any, context: Context) -> dict[str, Any]:
+        """Start the remote job; return the JSON identifiers needed to find it again."""
+
+    @abstractmethod
+    def check(self, hook: Any, job: dict[str, Any]) -> Call[Snapshot]:
+        """One look at the job."""
+
+    @abstractmethod
+    def cancel(self, hook: Any, job: dict[str, Any]) -> Call[Any]:
+        """Stop the job (a no-op on a job that already finished)."""
+
+    @abstractmethod
+    def make_trigger(self, job: dict[str, Any], deadline: float | None) -> triggers.PollingTrigger: ...
+
+    def link_urls(self, hook: Any, job: dict[str, Any]) -> dict[type[XComLink], str]:
+        return {}
+
+    def describe(self, job: dict[str, Any]) -> str:
+        return f"{self.what} {job}"
+
+    def on_success(self, hook: Any, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
+        """The task's return value for a succeeded job (raise to fail the task on other grounds)."""
+        return snap.data
+
+    def failure_message(self, hook: Any, job: dict[str, Any], snap: Snapshot) -> str:
+        return f"{self.describe(job)} ended {snap.status}: {snap.reason or snap.summary}"
+
+    # --- the shared flow -------------------------------------------------------------------------
+    @property
+    def hook(self) -> Any:
+        if self._hook is None:
+            self._hook = self.hook_class(self.conn_id)
+        return self._hook
+
+    def execute(self, context: Context) -> Any:
+        self.validate()
+        return self.execute_resumable(context)
+
+    # ResumableJobMixin contract. The status strings it sees are our Outcome values.
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        job = self.submit(self.hook, context)
+        self.log.info("Started %s", self.describe(job))
+        return {**job, "started_at": time.time()}
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        return self.hook.call(self.check(self.hook, external_id)).outcome.value  # type: ignore[no-any-return]
+
+    def is_job_active(self, status: str) -> bool:
+        return status == Outcome.WAITING.value
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == Outcome.SUCCEEDED.value
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        job = self._job = dict(external_id)
+        hook = self.hook
+        ti = context["ti"]
+        for key, value in job.items():
+            if key != "started_at":
+                ti.xcom_push(key=key, value=value)
+        for link, url in self.link_urls(hook, job).items():
+            link.push(context, url)
+            self.log.info("%s: %s", link.name, url)
+        if not self.wait_for_completion:
+            return job
+        # The deadline counts from the launch, so a retry that re-attaches does not restart the clock.
+        deadline = None if self.timeout is None else float(job.get("started_at", time.time())) + self.timeout
+        if self.deferrable:
+            self.defer(
+                trigger=self.make_trigger(job, deadline),
+                method_name="execute_complete",
+                timeout=None,  # the trigger's own deadline decides, so the remote job is cancelled too
+            )
+        try:
+            snap = wait_sync(
+                hook.call,
+                lambda: self.check(hook, job),
+                what=self.describe(job),
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+                log=self.log,
+            )
+        except JobTimeoutError:
+            self._cancel(job)
+            raise
+        return self._finish(job, snap, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        job = dict(external_id)
+        if not self.wait_for_completion:
+            return job
+        if self._job == job and getattr(self, "_result_ready", False):
+            return self._result
+        snap = self.hook.call(self.check(self.hook, job))
+        return self._finish(job, snap, context)
+
+    def _finish(self, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
+        if snap.outcome is not Outcome.SUCCEEDED:
+            raise JobFailedError(self.failure_message(self.hook, job, snap))
+        self._result = self.on_success(self.hook, job, snap, context)
+        self._result_ready = True
+        return self._result
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        job = dict((event or {}).get("target") or {})
+        self._job = job
+        try:
+            snap = unpack_event(event)
+        except JobTimeoutError:
+            self._cancel(job)
+            raise
+        self.log.info("%s: %s", self.describe(job), snap.summary)
+        return self._finish(job, snap, context)
+
+    def _cancel(self, job: dict[str, Any]) -> None:
+        self.log.warning("Cancelling %s", self.describe(job))
+        try:
+            self.hook.call(self.cancel(self.hook, job))
+        except Exception:
+            self.log.exception("Could not cancel %s", self.describe(job))
+
+    def on_kill(self) -> None:
+        # Runs for a task killed while waiting in the worker; a deferred task is cancelled by the
+        # trigger's on_kill instead.
+        if self._job is not None and not getattr(self, "_result_ready", False):
+            self._cancel(self._job)

@@ -1,0 +1,96 @@
+"""The sensor shape shared by every integration: poke, reschedule and deferrable over the same check."""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelops_provider.core import triggers
+from modelops_provider.core.errors import JobFailedError, JobTimeoutError
+from modelops_provider.core.hook import ApiHook
+from modelops_provider.core.operators import default_deferrable, unpack_event
+from modelops_provider.core.transport import Call
+from modelops_provider.core.waiting import Outcome, Snapshot
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class PollingSensor(BaseSensorOperator):
+    """Wait for a remote object to reach a terminal outcome; fail fast on a failed one.
+
+    ``poke_interval`` is the poll interval in every mode, ``timeout`` the overall limit (in deferrable
+    mode it becomes the trigger's absolute deadline).
+    """
+
+    hook_class: ClassVar[type[ApiHook]]
+    what: ClassVar[str] = "remote object"
+
+    def __init__(self, *, deferrable: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self._hook: ApiHook | None = None
+        self._last_summary: str | None = None
+
+    @property
+    @abstractmethod
+    def conn_id(self) -> str: ...
+
+    @abstractmethod
+    def validate(self) -> None: ...
+
+    @abstractmethod
+    def check(self, hook: Any) -> Call[Snapshot]: ...
+
+    @abstractmethod
+    def make_trigger(self, deadline: float | None) -> triggers.PollingTrigger: ...
+
+    def describe(self) -> str:
+        return self.what
+
+    def push_links(self, context: Context) -> None:
+        """Push extra-link URLs (before any wait or deferral)."""
+
+    @property
+    def hook(self) -> Any:
+        if self._hook is None:
+            self._hook = self.hook_class(self.conn_id)
+        return self._hook
+
+    def _settle(self, snap: Snapshot) -> Any:
+        if snap.outcome is Outcome.SUCCEEDED:
+            return snap.data
+        raise JobFailedError(f"{self.describe()}: {snap.reason or snap.summary}")
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        snap = self.hook.call(self.check(self.hook))
+        if snap.summary != self._last_summary:
+            self.log.info("%s: %s", self.describe(), snap.summary)
+            self._last_summary = snap.summary
+        if not snap.outcome.terminal:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._settle(snap))
+
+    def execute(self, context: Context) -> Any:
+        self.validate()
+        self.push_links(context)
+        if not self.deferrable:
+            return super().execute(context)
+        # One look first: no need to occupy the triggerer for something already settled.
+        done = self.poke(context)
+        if isinstance(done, PokeReturnValue):
+            return done.xcom_value
+        deadline = time.time() + float(self.timeout) if self.timeout is not None else None
+        self.defer(trigger=self.make_trigger(deadline), method_name="execute_complete", timeout=None)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        try:
+            snap = unpack_event(event)
+        except JobTimeoutError as exc:
+            # A sensor timeout, so that soft_fail and the usual sensor semantics apply.
+            raise AirflowSensorTimeout(f"{self.describe()}: {exc}") from None
+        self.log.info("%s: %s", self.describe(), snap.summary)
+        return self._settle(snap)

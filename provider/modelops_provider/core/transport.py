@@ -1,0 +1,489 @@
+"""One HTTP core for every integration.
+
+An endpoint is described once (:class:`Endpoint`). Calling it produces a *call*: a generator that
+yields the HTTP requests (and the waits between retries) it needs and receives their answers. The
+same call is executed either by :func:`run_sync` with an ``httpx.Client`` or by :func:`run_async` with
+an ``httpx.AsyncClient``. Retries, ``Retry-After``, token refresh, error mapping and decoding are
+therefore written once, and composite operations (list-then-find, fall back to another endpoint)
+are plain ``yield from`` compositions that work in operators and triggers alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from modelops_provider.core import errors
+from modelops_provider.core.retry import (
+    RetryPolicy,
+    is_retryable_exception,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+USER_AGENT = "airflow-provider-modelops"
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A step of a call: wait this many seconds (time.sleep or asyncio.sleep, by driver)."""
+
+    seconds: float
+
+
+Step = httpx.Request | Sleep
+Reply = httpx.Response | BaseException | None
+Call = Generator[Step, Reply, T]
+
+
+def encode_path(template: str, params: Mapping[str, Any]) -> str:
+    """Fill a path template; every parameter is percent-encoded (a '/' in a value stays inside it)."""
+    return template.format_map({k: quote(str(v), safe="") for k, v in params.items()})
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[T]):
+    """An HTTP endpoint, described once: method, path template, fixed query, response model."""
+
+    method: str
+    path: str
+    response: Any = None
+    query: Mapping[str, Any] = field(default_factory=dict)
+    creates: bool = False
+
+    def decode(self, payload: Any) -> T:
+        if self.response is None:
+            return payload  # type: ignore[no-any-return]
+        adapter = _adapter(self.response)
+        return adapter.validate_python(payload)  # type: ignore[no-any-return]
+
+
+_ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(tp)
+    if adapter is None:
+        adapter = _ADAPTERS[tp] = pydantic.TypeAdapter(tp)
+    return adapter
+
+
+def parse_error_body(response: httpx.Response) -> dict[str, Any]:
+    """Read the service's error fields, whichever of the known shapes it uses.
+
+    Foundry: ``{errorCode, errorName, errorInstanceId, parameters, errorDescription}``;
+    DuckLake and Pluto ingest: ``{code, message, details}``; Pluto API: ``{error, message}``;
+    FastAPI services: ``{detail}``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return {"message": text[:500] if text else response.reason_phrase}
+    if not isinstance(body, dict):
+        return {"message": str(body)[:500]}
+    if "errorName" in body or "errorCode" in body:
+        return {
+            "error_name": body.get("errorName"),
+            "error_code": body.get("errorCode"),
+            "error_instance_id": body.get("errorInstanceId"),
+            "parameters": body.get("parameters") or {},
+            "message": body.get("errorDescription") or body.get("errorName") or response.reason_phrase,
+        }
+    if "code" in body and ("message" in body or "details" in body):
+        return {
+            "error_code": body.get("code"),
+            "message": str(body.get("message") or response.reason_phrase),
+            "parameters": body.get("details") or {},
+        }
+    if "error" in body:
+        error = body["error"]
+        message = body.get("message")
+        if isinstance(error, dict):
+            return {"error_name": error.get("name"), "message": str(error.get("message") or error)}
+        text = f"{error}: {message}" if message else str(error)
+        return {"error_name": None, "message": text}
+    if "detail" in body:
+        return {"message": str(body["detail"])}
+    return {"message": response.reason_phrase or f"HTTP {response.status_code}"}
+
+
+class Auth:
+    """How a request is authenticated. Holds the secret; never renders it anywhere but a header."""
+
+    refreshable = False
+
+    def headers(self, service: Service) -> Call[dict[str, str]]:
+        return {}
+        yield  # pragma: no cover  (makes this a generator)
+
+    def invalidate(self) -> None:
+        """Forget a cached credential after a 401."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(***)"
+
+
+class HeaderAuth(Auth):
+    """A static secret in one header: ``Authorization: Bearer <token>`` or ``X-API-Key: <key>``."""
+
+    def __init__(self, header: str, value: str) -> None:
+        self._header = header
+        self._value = value
+
+    def headers(self, service: Service) -> Call[dict[str, str]]:
+        return {self._header: self._value}
+        yield  # pragma: no cover
+
+
+def bearer(token: str) -> HeaderAuth:
+    return HeaderAuth("Authorization", f"Bearer {token}")
+
+
+@dataclass
+class _CachedToken:
+    value: str
+    expires_at: float
+
+
+# Per process, shared by every hook and trigger that uses the same client credentials.
+_TOKEN_CACHE: dict[tuple[str, str, str], _CachedToken] = {}
+
+
+class OAuth2ClientCredentials(Auth):
+    """OAuth2 client-credentials grant; the token is cached per process and refreshed before expiry."""
+
+    refreshable = True
+    refresh_margin = 60.0
+
+    def __init__(
+        self, token_path: str, client_id: str, client_secret: str, scopes: tuple[str, ...] = ()
+    ) -> None:
+        self.token_path = token_path
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scopes = scopes
+        self._key: tuple[str, str, str] | None = None
+
+    def _cache_key(self, service: Service) -> tuple[str, str, str]:
+        return (service.base_url + self.token_path, self.client_id, " ".join(self.scopes))
+
+    def headers(self, service: Service) -> Call[dict[str, str]]:
+        key = self._key = self._cache_key(service)
+        cached = _TOKEN_CACHE.get(key)
+        if cached is None or cached.expires_at - self.refresh_margin <= time.time():
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self._client_secret,
+            }
+            if self.scopes:
+                # Foundry's own client always asks for offline_access alongside the scopes.
+                scopes = list(self.scopes) + ([] if "offline_access" in self.scopes else ["offline_access"])
+                form["scope"] = " ".join(scopes)
+            token = yield from service.call(TOKEN_ENDPOINT, path_template=self.token_path, data=form, auth=Auth())
+            if not isinstance(token, dict) or not token.get("access_token"):
+                raise errors.UnauthorizedError(
+                    "token endpoint answered without an access_token",
+                    method="POST",
+                    path=self.token_path,
+                    service=service.name,
+                )
+            from modelops_provider.core.secrets import mask
+
+            mask(token["access_token"])
+            cached = _TOKEN_CACHE[key] = _CachedToken(
+                value=str(token["access_token"]),
+                expires_at=time.time() + float(token.get("expires_in") or 3600),
+            )
+        return {"Authorization": f"Bearer {cached.value}"}
+
+    def invalidate(self) -> None:
+        if self._key is not None:
+            _TOKEN_CACHE.pop(self._key, None)
+
+
+TOKEN_ENDPOINT: Endpoint[dict[str, Any]] = Endpoint("POST", "{token_path}")
+
+
+@dataclass
+class Service:
+    """Where and how to reach one remote service, resolved from one Airflow connection."""
+
+    name: str
+    base_url: str
+    auth: Auth
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0))
+    verify: bool = True
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def client_key(self) -> tuple[Any, ...]:
+        t = self.timeout
+        return (self.base_url, t.connect, t.read, t.write, t.pool, self.verify)
+
+    def call(
+        self,
+        endpoint: Endpoint[T],
+        *,
+        path: Mapping[str, Any] | None = None,
+        path_template: str | None = None,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+    ) -> Call[T]:
+        """Send one request to ``endpoint`` with retries, and return its decoded answer."""
+        auth = self.auth if auth is None else auth
+        rendered = path_template if path_template is not None else encode_path(endpoint.path, path or {})
+        params = {**endpoint.query, **{k: v for k, v in (query or {}).items() if v is not None}}
+        params = {k: ("true" if v is True else "false" if v is False else v) for k, v in params.items()}
+        method = endpoint.method
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        refreshed = False
+
+        def fail(cls: type[errors.ApiError], message: str, **kw: Any) -> errors.ApiError:
+            return cls(message, method=method, path=rendered, service=self.name, **kw)
+
+        while True:
+            attempt += 1
+            auth_headers = yield from auth.headers(self)
+            request = httpx.Request(
+                method,
+                self.base_url + rendered,
+                params=params or None,
+                json=json,
+                data=data,
+                content=content,
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "application/json",
+                    **self.extra_headers,
+                    **(headers or {}),
+                    **auth_headers,
+                },
+            )
+            reply = yield request
+            retry_after: float | None = None
+            if isinstance(reply, BaseException):
+                reason = f"{type(reply).__name__}: {reply}" if str(reply) else type(reply).__name__
+                if not is_retryable_exception(reply, creates=endpoint.creates):
+                    if endpoint.creates and isinstance(reply, httpx.TransportError):
+                        raise fail(
+                            errors.AmbiguousRequestError,
+                            f"no answer, the request may have been processed ({reason})",
+                        ) from None
+                    if isinstance(reply, httpx.TransportError):
+                        raise fail(errors.TransportError, reason) from None
+                    raise reply
+                status_text = reason
+                give_up: errors.ApiError = fail(errors.TransportError, f"gave up after {attempt} attempts ({reason})")
+            else:
+                status = reply.status_code
+                if status == 401 and auth.refreshable and not refreshed:
+                    refreshed = True
+                    auth.invalidate()
+                    log.warning("%s %s %s -> 401; refreshing the token once", self.name, method, rendered)
+                    continue
+                if 200 <= status < 300:
+                    try:
+                        payload = reply.json() if reply.content.strip() else None
+                    except ValueError:
+                        if endpoint.creates:
+                            raise fail(
+                                errors.AmbiguousRequestError,
+                                f"HTTP {status} with a body that is not JSON; the request may have been processed",
+                                status=status,
+                            ) from None
+                        status_text = f"HTTP {status} with a malformed body"
+                        give_up = fail(errors.ServerError, f"malformed response body after {attempt} attempts", status=status)
+                    else:
+                        try:
+                            return endpoint.decode(payload)
+                        except pydantic.ValidationError as exc:
+                            raise fail(
+                                errors.ServerError,
+                                f"response does not match the expected schema: {_short_validation(exc)}",
+                                status=status,
+                            ) from None
+                else:
+                    info = parse_error_body(reply)
+                    message = info.pop("message")
+                    give_up = fail(errors.error_class_for_status(status), message, status=status, **info)
+                    if not is_retryable_status(status, creates=endpoint.creates):
+                        if endpoint.creates and status in (500, 502, 504):
+                            raise fail(
+                                errors.AmbiguousRequestError,
+                                f"HTTP {status}; the request may have been processed ({message})",
+                                status=status,
+                                **info,
+                            )
+                        raise give_up
+                    retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+                    status_text = f"HTTP {status}"
+            wait = policy.wait_before_next(attempt, started, retry_after=retry_after)
+            if wait is None:
+                raise give_up
+            log.warning(
+                "%s %s %s -> %s; retry %d/%d in %.2fs%s",
+                self.name,
+                method,
+                rendered,
+                status_text,
+                attempt,
+                policy.max_attempts - 1,
+                wait,
+                " (Retry-After)" if retry_after is not None else "",
+            )
+            yield Sleep(wait)
+
+
+def _short_validation(exc: pydantic.ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{loc}: {first.get('msg', str(exc))} ({exc.error_count()} error(s))"
+
+
+def run_sync(client: httpx.Client, call: Call[T]) -> T:
+    """Execute a call with a sync client."""
+    reply: Reply = None
+    try:
+        while True:
+            step = call.send(reply)
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                reply = None
+                continue
+            try:
+                reply = client.send(step)
+            except httpx.TransportError as exc:
+                reply = exc
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
+    """Execute a call with an async client."""
+    reply: Reply = None
+    try:
+        while True:
+            step = call.send(reply)
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+                continue
+            try:
+                reply = await client.send(step)
+            except httpx.TransportError as exc:
+                reply = exc
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def new_sync_client(service: Service) -> httpx.Client:
+    return httpx.Client(timeout=service.timeout, verify=service.verify, follow_redirects=True)
+
+
+# One AsyncClient per (event loop, service address): thousands of triggers on one triggerer share
+# one connection pool instead of opening a connection per poll. Clients carry no credentials.
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_async_client(service: Service) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    per_loop = _ASYNC_CLIENTS.setdefault(loop, {})
+    key = service.client_key()
+    client = per_loop.get(key)
+    if client is None or client.is_closed:
+        client = per_loop[key] = httpx.AsyncClient(
+            timeout=service.timeout,
+            verify=service.verify,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+    return client
+
+
+def paged(
+    fetch: Callable[[str | None], Call[tuple[list[T], str | None]]],
+) -> Generator[Callable[[], Call[tuple[list[T], str | None]]], tuple[list[T], str | None], None]:
+    """Page-token bookkeeping shared by every list endpoint, for any driver.
+
+    Yields thunks that produce the call for the next page; the caller runs each (sync or async,
+    or with ``yield from`` inside another call) and sends back ``(items, next_token)``.
+    Refuses a token the server already handed out, which would otherwise loop forever.
+    """
+    token: str | None = None
+    seen: set[str] = set()
+    while True:
+        current = token
+        _, next_token = yield (lambda: fetch(current))
+        if not next_token:
+            return
+        if next_token in seen:
+            raise errors.ServerError(f"the service repeated page token {next_token!r}; stopping to avoid a loop")
+        seen.add(next_token)
+        token = next_token
+
+
+def find_first(
+    fetch: Callable[[str | None], Call[tuple[list[T], str | None]]], predicate: Callable[[T], bool]
+) -> Call[T | None]:
+    """Walk the pages of a list endpoint and stop at the first item matching ``predicate``."""
+    pages = paged(fetch)
+    try:
+        thunk = next(pages)
+        while True:
+            page = yield from thunk()
+            for item in page[0]:
+                if predicate(item):
+                    pages.close()
+                    return item
+            thunk = pages.send(page)
+    except StopIteration:
+        return None
+
+
+def iterate(run: Callable[[Call[Any]], Any], fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]):  # type: ignore[no-untyped-def]
+    """Lazily yield every item of a list endpoint, fetching pages with the sync runner ``run``."""
+    pages = paged(fetch)
+    thunk = next(pages)
+    while True:
+        page = run(thunk())
+        yield from page[0]
+        try:
+            thunk = pages.send(page)
+        except StopIteration:
+            return
+
+
+async def aiterate(arun: Callable[[Call[Any]], Any], fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]):  # type: ignore[no-untyped-def]
+    """Async twin of :func:`iterate` (the page bookkeeping itself lives once, in :func:`paged`)."""
+    pages = paged(fetch)
+    thunk = next(pages)
+    while True:
+        page = await arun(thunk())
+        for item in page[0]:
+            yield item
+        try:
+            thunk = pages.send(page)
+        except StopIteration:
+            return

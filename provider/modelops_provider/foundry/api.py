@@ -1,0 +1,154 @@
+"""Foundry endpoints, each described once, and the calls built from them.
+
+Every method returns a *call* (see :mod:`modelops_provider.core.transport`) that the hook runs with a
+sync or an async client. Arguments are validated when the call starts, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from modelops_provider.core.errors import AmbiguousRequestError, NotFoundError
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first
+from modelops_provider.core.validation import require_rid, require_text
+from modelops_provider.core.waiting import Snapshot
+from modelops_provider.foundry.models import (
+    Build,
+    CurrentUser,
+    ListModelStudioRunsResponse,
+    LiveDeployment,
+    ModelStudioRun,
+)
+from modelops_provider.foundry.status import run_snapshot
+
+log = logging.getLogger(__name__)
+
+PREVIEW = {"preview": True}
+
+LAUNCH_MODEL_STUDIO: Endpoint[ModelStudioRun] = Endpoint(
+    "POST", "/api/v2/models/modelStudios/{modelStudioRid}/launch", ModelStudioRun, query=PREVIEW, creates=True
+)
+LIST_MODEL_STUDIO_RUNS: Endpoint[ListModelStudioRunsResponse] = Endpoint(
+    "GET", "/api/v2/models/modelStudios/{modelStudioRid}/runs", ListModelStudioRunsResponse, query=PREVIEW
+)
+GET_BUILD: Endpoint[Build] = Endpoint("GET", "/api/v2/orchestration/builds/{buildRid}", Build)
+CANCEL_BUILD: Endpoint[None] = Endpoint("POST", "/api/v2/orchestration/builds/{buildRid}/cancel")
+GET_LIVE_DEPLOYMENT: Endpoint[LiveDeployment] = Endpoint(
+    "GET", "/api/v2/models/liveDeployments/{liveDeploymentRid}", LiveDeployment, query=PREVIEW
+)
+GET_CURRENT_USER: Endpoint[CurrentUser] = Endpoint("GET", "/api/v2/admin/users/getCurrent", CurrentUser)
+
+# How far before our launch request a run found after an ambiguous launch may have started
+# (client/server clock skew allowance).
+LAUNCH_MATCH_SKEW_S = 30.0
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+class FoundryApi:
+    """Call builders over one Foundry service (resolved lazily, so async code can resolve it first)."""
+
+    def __init__(self, service: Callable[[], Service]) -> None:
+        self._service = service
+
+    def launch_model_studio(self, model_studio_rid: str) -> Call[ModelStudioRun]:
+        """Launch a training run. Never launches twice: an ambiguous failure looks for the run first."""
+        require_rid("model_studio_rid", model_studio_rid)
+        service = self._service()
+        asked_at = time.time()
+        try:
+            return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
+        except AmbiguousRequestError as exc:
+            log.warning("Launch of %s may or may not have happened (%s); looking for the run", model_studio_rid, exc)
+        since = asked_at - LAUNCH_MATCH_SKEW_S
+        found = yield from self.find_model_studio_run(
+            model_studio_rid, lambda run: (_parse_time(run.started_time) or 0.0) >= since
+        )
+        if found is not None:
+            log.warning("Found run %s started at %s: adopting it instead of launching again", found.run_id, found.started_time)
+            return found
+        log.warning("No run of %s started since the ambiguous launch; launching again", model_studio_rid)
+        return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
+
+    def list_model_studio_runs_page(
+        self,
+        model_studio_rid: str,
+        *,
+        config_version: int | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> Call[tuple[list[ModelStudioRun], str | None]]:
+        require_rid("model_studio_rid", model_studio_rid)
+        if config_version is not None and (isinstance(config_version, bool) or not isinstance(config_version, int)):
+            raise ValueError(f"config_version must be an integer, got {config_version!r}")
+        if page_size is not None and (isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1):
+            raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+        page = yield from self._service().call(
+            LIST_MODEL_STUDIO_RUNS,
+            path={"modelStudioRid": model_studio_rid},
+            query={"configVersion": config_version, "pageSize": page_size, "pageToken": page_token},
+        )
+        return page.data, page.next_page_token
+
+    def pages(self, model_studio_rid: str, **kwargs: Any) -> Callable[[str | None], Call[tuple[list[ModelStudioRun], str | None]]]:
+        return lambda token: self.list_model_studio_runs_page(model_studio_rid, page_token=token, **kwargs)
+
+    def find_model_studio_run(
+        self, model_studio_rid: str, predicate: Callable[[ModelStudioRun], bool], **kwargs: Any
+    ) -> Call[ModelStudioRun | None]:
+        return (yield from find_first(self.pages(model_studio_rid, **kwargs), predicate))
+
+    def get_model_studio_run(self, model_studio_rid: str, run_id: str) -> Call[ModelStudioRun]:
+        """A run, found through the runs list (there is no get-run endpoint); stops at the first match."""
+        require_text("run_id", run_id)
+        run = yield from self.find_model_studio_run(model_studio_rid, lambda r: r.run_id == run_id)
+        if run is None:
+            raise NotFoundError(
+                f"run {run_id!r} not found in Model Studio {model_studio_rid}",
+                status=404,
+                method="GET",
+                path=LIST_MODEL_STUDIO_RUNS.path.format(modelStudioRid=model_studio_rid),
+                error_name="ModelStudioRunNotFound",
+                parameters={"studioRid": model_studio_rid, "runId": run_id},
+                service="Foundry",
+            )
+        return run
+
+    def get_build(self, build_rid: str) -> Call[Build]:
+        require_rid("build_rid", build_rid)
+        return (yield from self._service().call(GET_BUILD, path={"buildRid": build_rid}))
+
+    def cancel_build(self, build_rid: str) -> Call[None]:
+        """Ask Foundry to cancel a build (asynchronous; a finished build is left as it is)."""
+        require_rid("build_rid", build_rid)
+        yield from self._service().call(CANCEL_BUILD, path={"buildRid": build_rid})
+        return None
+
+    def get_live_deployment(self, live_deployment_rid: str) -> Call[LiveDeployment]:
+        require_rid("live_deployment_rid", live_deployment_rid)
+        return (yield from self._service().call(GET_LIVE_DEPLOYMENT, path={"liveDeploymentRid": live_deployment_rid}))
+
+    def get_current_user(self) -> Call[CurrentUser]:
+        return (yield from self._service().call(GET_CURRENT_USER))
+
+    def model_studio_run_snapshot(self, model_studio_rid: str, run_id: str) -> Call[Snapshot]:
+        """One look at a run; when the run carries no buildStatus, the build's status is used."""
+        run = yield from self.get_model_studio_run(model_studio_rid, run_id)
+        if run.build_status:
+            return run_snapshot(run, run.build_status)
+        build = yield from self.get_build(run.build_rid)
+        return run_snapshot(run, build.status, source="build")

@@ -1,0 +1,149 @@
+"""The embedded sandbox: one FastAPI app that speaks the remote services' contracts over loopback,
+plus a control API (``/_sandbox/...``) to script it, inject faults and read what it received."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from modelops_provider.sandbox import foundry
+
+
+class SandboxState:
+    """Everything the sandbox remembers; reset by ``POST /_sandbox/reset``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.base_url = ""
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests: list[dict[str, Any]] = []
+            self.faults: list[dict[str, Any]] = []
+            self.foundry = foundry.FoundryState()
+
+    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for rule in self.faults:
+                match = rule["match"]
+                if match.get("method") and match["method"].upper() != method:
+                    continue
+                if not path.startswith(match.get("path_prefix", "")):
+                    continue
+                if rule["responses"]:
+                    answer: dict[str, Any] = rule["responses"].pop(0)
+                    if not rule["responses"]:
+                        self.faults.remove(rule)
+                    return answer
+            return None
+
+
+class SandboxMiddleware:
+    """Logs every service request (never its headers) and plays injected faults.
+
+    A fault with ``status`` answers instead of the service (the request is not processed). ``drop``
+    and ``malformed`` let the service process the request, then lose or garble its answer: the
+    cases where a client cannot know whether its request took effect.
+    """
+
+    def __init__(self, app: Any, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            await self.app(scope, receive, send)
+            return
+        entry: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": dict(parse_qsl(scope.get("query_string", b"").decode())),
+            "status": None,
+            "time": time.time(),
+        }
+        with self.state.lock:
+            self.state.requests.append(entry)
+        fault = self.state.take_fault(scope["method"], scope["path"])
+        if fault and fault.get("delay_s"):
+            await asyncio.sleep(float(fault["delay_s"]))
+        if fault and "status" in fault:
+            entry["status"] = int(fault["status"])
+            entry["fault"] = True
+            body = json.dumps(fault.get("body", {})).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers += [(k.lower().encode(), str(v).encode()) for k, v in (fault.get("headers") or {}).items()]
+            await send({"type": "http.response.start", "status": int(fault["status"]), "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        kind = (fault or {}).get("kind")
+        if kind in ("drop", "malformed"):
+            captured: list[dict[str, Any]] = []
+
+            async def capture(message: dict[str, Any]) -> None:
+                captured.append(message)
+
+            await self.app(scope, receive, capture)
+            entry["fault"] = kind
+            if kind == "malformed":
+                entry["status"] = 200
+                body = b'{"this is": not json'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            entry["status"] = "dropped"
+            # Promise a body, then break the connection: the client sees a transport error after
+            # the server has done the work.
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
+            raise ConnectionAbortedError("sandbox fault: connection dropped on purpose")
+
+        async def logged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, logged)
+
+
+def create_app(state: SandboxState | None = None) -> FastAPI:
+    state = state or SandboxState()
+    app = FastAPI(title="modelops sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json")
+    app.state.sandbox = state
+
+    @app.post("/_sandbox/reset")
+    def reset() -> dict[str, Any]:
+        state.reset()
+        return {"ok": True}
+
+    @app.get("/_sandbox/requests")
+    def requests() -> list[dict[str, Any]]:
+        with state.lock:
+            return [dict(e) for e in state.requests]
+
+    @app.post("/_sandbox/faults")
+    async def faults(request: Request) -> JSONResponse:
+        body = await request.json()
+        match = body.get("match") or {}
+        responses = body.get("responses") or []
+        if not isinstance(match, dict) or not isinstance(responses, list) or not responses:
+            return JSONResponse({"error": "need {'match': {...}, 'responses': [...]}"}, status_code=400)
+        with state.lock:
+            state.faults.append({"match": match, "responses": list(responses)})
+        return JSONResponse({"ok": True, "pending": len(responses)})
+
+    foundry.install(app, state)
+    app.add_middleware(SandboxMiddleware, state=state)
+    return app

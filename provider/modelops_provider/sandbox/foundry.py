@@ -1,0 +1,376 @@
+"""Foundry, as ``CONTRACTS.md`` section A describes it: Models v2 (preview), Orchestration builds,
+OAuth2 client credentials, Foundry's error JSON."""
+
+from __future__ import annotations
+
+import base64
+import html
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+if TYPE_CHECKING:
+    from modelops_provider.sandbox.app import SandboxState
+
+STATIC_TOKEN = "sandbox-token"
+CLIENT_ID = "sandbox-client"
+CLIENT_SECRET = "sandbox-secret"
+USER_ID = "f05f8da4-b84c-4fca-9c77-8af0b13d11de"
+
+SUCCEEDING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000001"
+FAILING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000002"
+DEFAULT_LIVE_DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000001"
+RID_PREFIX = "ri."
+
+
+def _now_iso(ts: float | None = None) -> str:
+    ts = time.time() if ts is None else ts
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _rid(kind: str, service: str = "models") -> str:
+    return f"ri.{service}.main.{kind}.{uuid.uuid4()}"
+
+
+@dataclass
+class Studio:
+    rid: str
+    outcome: str = "SUCCEEDED"
+    duration_s: float = 2.0
+    config_version: int = 1
+    omit_build_status: bool = False
+    model_rid: str = field(default_factory=lambda: _rid("model"))
+
+
+@dataclass
+class Run:
+    studio: Studio
+    run_id: str
+    build_rid: str
+    job_rid: str
+    started: float
+    duration_s: float
+    outcome: str
+    config_version: int
+    model_version_rid: str
+    cancelled_at: float | None = None
+
+    def status(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        finished_at = self.started + self.duration_s
+        if self.cancelled_at is not None and self.cancelled_at < finished_at:
+            return "CANCELED"
+        return self.outcome if now >= finished_at else "RUNNING"
+
+    def to_json(self) -> dict[str, Any]:
+        status = self.status()
+        body: dict[str, Any] = {
+            "runId": self.run_id,
+            "buildRid": self.build_rid,
+            "jobRid": self.job_rid,
+            "configVersion": self.config_version,
+            "startedBy": USER_ID,
+            "startedTime": _now_iso(self.started),
+            # Foundry's client requires the map; outputs are known once the build succeeded.
+            "resolvedOutputs": {},
+        }
+        if status == "SUCCEEDED":
+            body["resolvedOutputs"] = {
+                "model": {
+                    "type": "model",
+                    "modelRid": self.studio.model_rid,
+                    "modelVersionRid": self.model_version_rid,
+                }
+            }
+        if not self.studio.omit_build_status:
+            body["buildStatus"] = status
+        return body
+
+    def build_json(self) -> dict[str, Any]:
+        status = self.status()
+        body: dict[str, Any] = {
+            "rid": self.build_rid,
+            "branchName": "master",
+            "createdTime": _now_iso(self.started),
+            "createdBy": USER_ID,
+            "fallbackBranches": [],
+            "jobRids": [self.job_rid],
+            "retryCount": 0,
+            "retryBackoffDuration": {"value": 1, "unit": "SECONDS"},
+            "abortOnFailure": False,
+            "status": status,
+        }
+        if status != "RUNNING":
+            body["finishedTime"] = _now_iso(min(time.time(), self.started + self.duration_s))
+        return body
+
+
+@dataclass
+class LiveDeployment:
+    rid: str
+    model_rid: str
+    model_version_rid: str
+    state: str = "ACTIVE"
+    is_ready: bool = True
+    branch: str | None = "master"
+    supported: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "rid": self.rid,
+            "modelVersion": {"modelRid": self.model_rid, "modelVersionRid": self.model_version_rid},
+            "runtimeConfiguration": {
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "cpu": 1.0,
+                "memory": "256MiB",
+                "threadCount": 32,
+                "sources": [],
+                "environmentVariables": {},
+            },
+            "status": {"state": self.state, "isReady": self.is_ready},
+        }
+        if self.branch:
+            body["branch"] = self.branch
+        return body
+
+
+class FoundryState:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.studios: dict[str, Studio] = {}
+        self.runs: dict[str, list[Run]] = {}
+        self.builds: dict[str, Run] = {}
+        self.live: dict[str, LiveDeployment] = {}
+        self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry
+        self.token_lifetime_s = 3600
+        self.page_tokens: dict[str, int] = {}
+        self.add_studio(Studio(SUCCEEDING_STUDIO, "SUCCEEDED", 2.0))
+        self.add_studio(Studio(FAILING_STUDIO, "FAILED", 2.0))
+        studio = self.studios[SUCCEEDING_STUDIO]
+        self.live[DEFAULT_LIVE_DEPLOYMENT] = LiveDeployment(
+            DEFAULT_LIVE_DEPLOYMENT, studio.model_rid, _rid("model-version")
+        )
+
+    def add_studio(self, studio: Studio) -> None:
+        with self.lock:
+            old = self.studios.get(studio.rid)
+            if old is not None:
+                studio.model_rid = old.model_rid
+            self.studios[studio.rid] = studio
+            self.runs.setdefault(studio.rid, [])
+
+    def launch(self, studio: Studio) -> Run:
+        with self.lock:
+            run = Run(
+                studio=studio,
+                run_id=secrets.token_hex(6),
+                build_rid=_rid("build", "foundry-build"),
+                job_rid=_rid("job", "foundry-build"),
+                started=time.time(),
+                duration_s=studio.duration_s,
+                outcome=studio.outcome,
+                config_version=studio.config_version,
+                model_version_rid=_rid("model-version"),
+            )
+            self.runs[studio.rid].insert(0, run)
+            self.builds[run.build_rid] = run
+            return run
+
+    def token_valid(self, token: str) -> bool:
+        if token == STATIC_TOKEN:
+            return True
+        with self.lock:
+            expiry = self.tokens.get(token)
+            return expiry is not None and expiry > time.time()
+
+
+def error(status: int, code: str, name: str, parameters: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {
+            "errorCode": code,
+            "errorName": name,
+            "errorInstanceId": str(uuid.uuid4()),
+            "parameters": parameters or {},
+        },
+        status_code=status,
+    )
+
+
+def _unauthorized() -> JSONResponse:
+    return error(401, "UNAUTHORIZED", "MissingCredentials")
+
+
+def install(app: FastAPI, state: SandboxState) -> None:
+    def fs() -> FoundryState:
+        return state.foundry
+
+    def check_auth(request: Request) -> JSONResponse | None:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer ") or not fs().token_valid(header[7:]):
+            return _unauthorized()
+        return None
+
+    def check_preview(request: Request) -> JSONResponse | None:
+        if request.query_params.get("preview") != "true":
+            return error(400, "INVALID_ARGUMENT", "ApiFeaturePreviewUsageOnly")
+        return None
+
+    def guard(request: Request, preview: bool) -> JSONResponse | None:
+        return check_auth(request) or (check_preview(request) if preview else None)
+
+    @app.post("/multipass/api/oauth2/token")
+    async def token(request: Request) -> Response:
+        form = dict((await request.form()).items())
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        value = "sbx-oauth-" + secrets.token_urlsafe(16)
+        with fs().lock:
+            lifetime = fs().token_lifetime_s
+            fs().tokens[value] = time.time() + lifetime
+        return JSONResponse(
+            {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": form.get("scope", "")}
+        )
+
+    @app.get("/api/v2/admin/users/getCurrent")
+    def current_user(request: Request) -> Response:
+        return check_auth(request) or JSONResponse({"id": USER_ID, "username": "sandbox-user"})
+
+    @app.post("/api/v2/models/modelStudios/{studio_rid}/launch")
+    def launch(studio_rid: str, request: Request) -> Response:
+        if (denied := guard(request, True)) is not None:
+            return denied
+        studio = fs().studios.get(studio_rid)
+        if studio is None:
+            return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
+        return JSONResponse(fs().launch(studio).to_json())
+
+    @app.get("/api/v2/models/modelStudios/{studio_rid}/runs")
+    def list_runs(studio_rid: str, request: Request) -> Response:
+        if (denied := guard(request, True)) is not None:
+            return denied
+        studio = fs().studios.get(studio_rid)
+        if studio is None:
+            return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
+        q = request.query_params
+        try:
+            page_size = int(q.get("pageSize", "20"))
+            if not 1 <= page_size <= 1000:
+                raise ValueError
+        except ValueError:
+            return error(400, "INVALID_ARGUMENT", "InvalidPageSize", {"pageSize": q.get("pageSize")})
+        runs = list(fs().runs.get(studio_rid, []))
+        if "configVersion" in q:
+            try:
+                version = int(q["configVersion"])
+            except ValueError:
+                return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"configVersion": q["configVersion"]})
+            if version > studio.config_version or version < 1:
+                return error(
+                    404,
+                    "NOT_FOUND",
+                    "ModelStudioConfigVersionNotFound",
+                    {"studioRid": studio_rid, "configVersion": version},
+                )
+            runs = [r for r in runs if r.config_version == version]
+        offset = 0
+        if q.get("pageToken"):
+            with fs().lock:
+                found = fs().page_tokens.get(q["pageToken"])
+            if found is None:
+                return error(400, "INVALID_ARGUMENT", "InvalidPageToken", {"pageToken": q["pageToken"]})
+            offset = found
+        page = runs[offset : offset + page_size]
+        body: dict[str, Any] = {"data": [r.to_json() for r in page]}
+        if offset + page_size < len(runs):
+            # Opaque to clients, as Foundry's are.
+            token = "v1." + base64.urlsafe_b64encode(secrets.token_bytes(12)).decode().rstrip("=")
+            with fs().lock:
+                fs().page_tokens[token] = offset + page_size
+            body["nextPageToken"] = token
+        return JSONResponse(body)
+
+    @app.get("/api/v2/orchestration/builds/{build_rid}")
+    def get_build(build_rid: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        run = fs().builds.get(build_rid)
+        if run is None:
+            return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
+        return JSONResponse(run.build_json())
+
+    @app.post("/api/v2/orchestration/builds/{build_rid}/cancel")
+    def cancel_build(build_rid: str, request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        run = fs().builds.get(build_rid)
+        if run is None:
+            return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
+        with fs().lock:
+            if run.status() == "RUNNING":
+                run.cancelled_at = time.time()
+        return Response(status_code=204)
+
+    @app.get("/api/v2/models/liveDeployments/{rid}")
+    def get_live_deployment(rid: str, request: Request) -> Response:
+        if (denied := guard(request, True)) is not None:
+            return denied
+        live = fs().live.get(rid)
+        if live is None:
+            return error(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": rid})
+        if not live.supported:
+            return error(400, "INVALID_ARGUMENT", "UnsupportedLiveDeployment")
+        return JSONResponse(live.to_json())
+
+    @app.get("/workspace/model-studio/{studio_rid}/runs/{run_id}")
+    def run_page(studio_rid: str, run_id: str) -> Response:
+        run = next((r for r in fs().runs.get(studio_rid, []) if r.run_id == run_id), None)
+        if run is None:
+            return HTMLResponse("<h1>Run not found</h1>", status_code=404)
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in run.to_json().items()
+        )
+        return HTMLResponse(
+            f"<html><head><title>Model Studio run {html.escape(run_id)}</title></head><body>"
+            f"<h1>Model Studio run {html.escape(run_id)}</h1><p>Build status: <b>{run.status()}</b></p>"
+            f"<table>{rows}</table></body></html>"
+        )
+
+    # --- control API -------------------------------------------------------------------------
+    @app.post("/_sandbox/foundry/studios")
+    async def script_studio(request: Request) -> Response:
+        body = await request.json()
+        rid = body.get("rid")
+        if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
+            return JSONResponse({"error": f"rid must be a RID, got {rid!r}"}, status_code=400)
+        outcome = body.get("outcome", "SUCCEEDED")
+        if outcome not in ("SUCCEEDED", "FAILED"):
+            return JSONResponse({"error": f"outcome must be SUCCEEDED or FAILED, got {outcome!r}"}, status_code=400)
+        studio = Studio(
+            rid=rid,
+            outcome=outcome,
+            duration_s=float(body.get("duration_s", 2.0)),
+            config_version=int(body.get("config_version", 1)),
+            omit_build_status=bool(body.get("omit_build_status", False)),
+        )
+        fs().add_studio(studio)
+        return JSONResponse({"rid": rid, "modelRid": fs().studios[rid].model_rid})
+
+    @app.post("/_sandbox/foundry/oauth")
+    async def oauth_settings(request: Request) -> Response:
+        body = await request.json()
+        with fs().lock:
+            if "token_lifetime_s" in body:
+                fs().token_lifetime_s = int(body["token_lifetime_s"])
+            if body.get("revoke_all"):
+                fs().tokens.clear()
+        return JSONResponse({"token_lifetime_s": fs().token_lifetime_s, "issued": len(fs().tokens)})

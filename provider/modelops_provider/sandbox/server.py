@@ -1,0 +1,128 @@
+"""Run the sandbox: in a background thread (tests, the demo) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+
+from modelops_provider.sandbox import foundry
+from modelops_provider.sandbox.app import SandboxState, create_app
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_host(host: str) -> str:
+    if host not in LOOPBACK and not host.startswith("127."):
+        raise ValueError(f"the sandbox binds to loopback only (127.0.0.0/8, ::1); got host {host!r}")
+    return host
+
+
+def connection_env(base_url: str) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` values pointing Airflow at this sandbox."""
+    host, _, port = base_url.split("://", 1)[1].partition(":")
+    return {
+        "AIRFLOW_CONN_FOUNDRY_DEFAULT": json.dumps(
+            {
+                "conn_type": "foundry",
+                "host": host,
+                "port": int(port),
+                "password": foundry.STATIC_TOKEN,
+                "extra": {"scheme": "http"},
+            }
+        ),
+    }
+
+
+class SandboxServer:
+    """The sandbox on a loopback port (0 = a free one), served by uvicorn in a daemon thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning") -> None:
+        self.host = check_host(host)
+        self.state = SandboxState()
+        self.app = create_app(self.state)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port = self._sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.port}"
+        self.state.base_url = self.url
+        config = uvicorn.Config(self.app, log_level=log_level, access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        self._server.run(sockets=[self._sock])
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="modelops-sandbox", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the sandbox did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def control(self) -> SandboxControl:
+        return SandboxControl(self.url)
+
+    def connection_env(self) -> dict[str, str]:
+        return connection_env(self.url)
+
+
+class SandboxControl:
+    """A small client for the sandbox's control API (``/_sandbox/...``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client = httpx.Client(base_url=url, timeout=10)
+
+    def _post(self, path: str, body: Any = None) -> Any:
+        response = self._client.post(path, json=body if body is not None else {})
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        self._post("/_sandbox/reset")
+
+    def requests(self, *, path_prefix: str = "", method: str | None = None) -> list[dict[str, Any]]:
+        response = self._client.get("/_sandbox/requests")
+        response.raise_for_status()
+        return [
+            r
+            for r in response.json()
+            if r["path"].startswith(path_prefix) and (method is None or r["method"] == method.upper())
+        ]
+
+    def fault(self, responses: list[dict[str, Any]], *, method: str | None = None, path_prefix: str = "") -> None:
+        match: dict[str, Any] = {"path_prefix": path_prefix}
+        if method:
+            match["method"] = method.upper()
+        self._post("/_sandbox/faults", {"match": match, "responses": responses})
+
+    def foundry_studio(self, rid: str, **settings: Any) -> dict[str, Any]:
+        return self._post("/_sandbox/foundry/studios", {"rid": rid, **settings})  # type: ignore[no-any-return]
+
+    def foundry_oauth(self, **settings: Any) -> dict[str, Any]:
+        return self._post("/_sandbox/foundry/oauth", settings)  # type: ignore[no-any-return]
