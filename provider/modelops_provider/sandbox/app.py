@@ -13,7 +13,16 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from modelops_provider.sandbox import foundry
+import importlib
+from types import ModuleType
+
+# One module per remote service. Each defines make_state(), install(app, state) and
+# connection_env(base_url) -> {"AIRFLOW_CONN_...": "..."}; its state is reachable as state.<name>.
+SERVICE_NAMES = ("foundry",)
+
+
+def service_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"modelops_provider.sandbox.{name}") for name in SERVICE_NAMES]
 
 
 class SandboxState:
@@ -28,7 +37,11 @@ class SandboxState:
         with self.lock:
             self.requests: list[dict[str, Any]] = []
             self.faults: list[dict[str, Any]] = []
-            self.foundry = foundry.FoundryState()
+            for module in service_modules():
+                setattr(self, module.__name__.rsplit(".", 1)[1], module.make_state())
+
+    def __getattr__(self, name: str) -> Any:  # per-service states are set dynamically in reset()
+        raise AttributeError(name)
 
     def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self.lock:
@@ -144,6 +157,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             state.faults.append({"match": match, "responses": list(responses)})
         return JSONResponse({"ok": True, "pending": len(responses)})
 
-    foundry.install(app, state)
+    for module in service_modules():
+        module.install(app, state)
     app.add_middleware(SandboxMiddleware, state=state)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import secrets
 import threading
 import time
@@ -190,6 +191,16 @@ class FoundryState:
         with self.lock:
             expiry = self.tokens.get(token)
             return expiry is not None and expiry > time.time()
+
+
+def make_state() -> FoundryState:
+    return FoundryState()
+
+
+def connection_env(base_url: str) -> dict[str, str]:
+    host, _, port = base_url.split("://", 1)[1].rpartition(":")
+    conn = {"conn_type": "foundry", "host": host, "port": int(port), "password": STATIC_TOKEN, "extra": {"scheme": "http"}}
+    return {"AIRFLOW_CONN_FOUNDRY_DEFAULT": json.dumps(conn)}
 
 
 def error(status: int, code: str, name: str, parameters: dict[str, Any] | None = None) -> JSONResponse:

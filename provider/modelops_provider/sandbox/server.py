@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -11,8 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from modelops_provider.sandbox import foundry
-from modelops_provider.sandbox.app import SandboxState, create_app
+from modelops_provider.sandbox.app import SandboxState, create_app, service_modules
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -24,19 +22,11 @@ def check_host(host: str) -> str:
 
 
 def connection_env(base_url: str) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` values pointing Airflow at this sandbox."""
-    host, _, port = base_url.split("://", 1)[1].partition(":")
-    return {
-        "AIRFLOW_CONN_FOUNDRY_DEFAULT": json.dumps(
-            {
-                "conn_type": "foundry",
-                "host": host,
-                "port": int(port),
-                "password": foundry.STATIC_TOKEN,
-                "extra": {"scheme": "http"},
-            }
-        ),
-    }
+    """``AIRFLOW_CONN_*`` values pointing Airflow's default connections at this sandbox."""
+    env: dict[str, str] = {}
+    for module in service_modules():
+        env.update(module.connection_env(base_url))
+    return env
 
 
 class SandboxServer:
@@ -97,6 +87,15 @@ class SandboxControl:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = httpx.Client(base_url=url, timeout=10)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        """POST a control request (``/_sandbox/...``) and return its JSON answer."""
+        return self._post(path, body)
+
+    def get(self, path: str) -> Any:
+        response = self._client.get(path)
+        response.raise_for_status()
+        return response.json()
 
     def _post(self, path: str, body: Any = None) -> Any:
         response = self._client.post(path, json=body if body is not None else {})

@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make demo   set up, then run every example DAG end to end against the embedded sandbox
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+AIRFLOW_VERSION ?= 3.3.2
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "uv>=0.4"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c .ci/constraints.txt \
+		"apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/python scripts/run_examples.py
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:randomly
+
+lint: setup
+	$(BIN)/ruff check provider tests example_dags scripts benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/trigger_polling.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info provider/*.egg-info

@@ -1,0 +1,64 @@
+"""Foundry's part of the provider metadata (see ``modelops_provider.get_provider_info``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelops_provider import TIMEOUT_FIELDS
+
+NAME = "Palantir Foundry"
+
+INFO: dict[str, Any] = {
+    "integrations": [
+        {
+            "integration-name": NAME,
+            "external-doc-url": "https://www.palantir.com/docs/foundry/api/v2/models-v2-resources/",
+            "tags": ["service"],
+        }
+    ],
+    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.operators"]}],
+    "sensors": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.sensors"]}],
+    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.hooks"]}],
+    "triggers": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.triggers"]}],
+    "extra-links": [
+        "modelops_provider.foundry.links.ModelStudioRunLink",
+        "modelops_provider.foundry.links.LiveDeploymentLink",
+    ],
+    "connection-types": [
+        {
+            "connection-type": "foundry",
+            "hook-class-name": "modelops_provider.foundry.hooks.FoundryHook",
+            "hook-name": NAME,
+            "conn-fields": {
+                "scheme": {
+                    "label": "Scheme",
+                    "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+                    "description": "https unless set to http (only for a local sandbox).",
+                },
+                "client_id": {
+                    "label": "OAuth2 client id",
+                    "schema": {"type": ["string", "null"]},
+                    "description": "Client credentials instead of a token.",
+                },
+                "client_secret": {
+                    "label": "OAuth2 client secret",
+                    "schema": {"type": ["string", "null"], "format": "password"},
+                },
+                "scopes": {
+                    "label": "OAuth2 scopes",
+                    "schema": {"type": ["string", "null"]},
+                    "description": "Space-separated, e.g. 'api:models-read api:models-write api:orchestration-write'.",
+                },
+                **TIMEOUT_FIELDS,
+            },
+            "ui-field-behaviour": {
+                "hidden-fields": ["schema", "login", "description"],
+                "relabeling": {"host": "Foundry hostname", "password": "Token"},
+                "placeholders": {
+                    "host": "mycompany.palantirfoundry.com",
+                    "password": "a user or service token (leave empty with client credentials)",
+                },
+            },
+        }
+    ],
+}
