@@ -46,7 +46,7 @@ class ApiError(Exception):
             parts.append(f"-> HTTP {self.status}")
         head = " ".join(parts)
         detail = []
-        if self.error_name:
+        if self.error_name and str(self.error_name) != self.message:
             detail.append(str(self.error_name))
         if self.error_code is not None and str(self.error_code) != str(self.error_name):
             detail.append(f"code={self.error_code}")

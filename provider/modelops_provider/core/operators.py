@@ -162,6 +162,9 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         except JobTimeoutError:
             self._cancel(job)
             raise
+        except Exception:
+            self._cancel_if_last_try(job, context)
+            raise
         return self._finish(job, snap, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
@@ -188,6 +191,9 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         except JobTimeoutError:
             self._cancel(job)
             raise
+        except Exception:
+            self._cancel_if_last_try(job, context)
+            raise
         self.log.info("%s: %s", self.describe(job), snap.summary)
         return self._finish(job, snap, context)
 
@@ -197,6 +203,13 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
             self.hook.call(self.cancel(self.hook, job))
         except Exception:
             self.log.exception("Could not cancel %s", self.describe(job))
+
+    def _cancel_if_last_try(self, job: dict[str, Any], context: Context) -> None:
+        """Waiting broke down (not the job): a retry would re-attach, but after the last try nobody
+        would wait for the job any more, so stop it rather than leak it."""
+        ti = context["ti"]
+        if int(getattr(ti, "try_number", 1) or 1) > int(self.retries or 0):
+            self._cancel(job)
 
     def on_kill(self) -> None:
         # Runs for a task killed while waiting in the worker; a deferred task is cancelled by the

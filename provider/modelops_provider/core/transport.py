@@ -62,6 +62,8 @@ class Endpoint(Generic[T]):
     response: Any = None
     query: Mapping[str, Any] = field(default_factory=dict)
     creates: bool = False
+    # The service answers success with plain text (e.g. Pluto ingest), decoded as a str, not JSON.
+    text: bool = False
 
     def decode(self, payload: Any) -> T:
         if self.response is None:
@@ -112,6 +114,15 @@ def parse_error_body(response: httpx.Response) -> dict[str, Any]:
         error = body["error"]
         message = body.get("message")
         if isinstance(error, dict):
+            issues = error.get("issues")
+            if isinstance(issues, list) and issues and not error.get("message"):
+                # A zod validation failure: {success: false, error: {name: "ZodError", issues: [...]}}
+                text = "; ".join(
+                    f"{'.'.join(str(p) for p in i.get('path') or ()) or '(body)'}: {i.get('message')}"
+                    for i in issues
+                    if isinstance(i, dict)
+                )
+                return {"error_name": error.get("name"), "message": text or str(error)}
             return {"error_name": error.get("name"), "message": str(error.get("message") or error)}
         text = f"{error}: {message}" if message else str(error)
         return {"error_name": None, "message": text}
@@ -155,7 +166,7 @@ def bearer(token: str) -> HeaderAuth:
 @dataclass
 class _CachedToken:
     value: str
-    expires_at: float
+    refresh_at: float
 
 
 # Per process, shared by every hook and trigger that uses the same client credentials.
@@ -166,6 +177,7 @@ class OAuth2ClientCredentials(Auth):
     """OAuth2 client-credentials grant; the token is cached per process and refreshed before expiry."""
 
     refreshable = True
+    # Refresh 60 s before expiry, or at 75 % of the lifetime for short-lived tokens.
     refresh_margin = 60.0
 
     def __init__(
@@ -183,7 +195,7 @@ class OAuth2ClientCredentials(Auth):
     def headers(self, service: Service) -> Call[dict[str, str]]:
         key = self._key = self._cache_key(service)
         cached = _TOKEN_CACHE.get(key)
-        if cached is None or cached.expires_at - self.refresh_margin <= time.time():
+        if cached is None or cached.refresh_at <= time.time():
             form = {
                 "grant_type": "client_credentials",
                 "client_id": self.client_id,
@@ -204,9 +216,10 @@ class OAuth2ClientCredentials(Auth):
             from modelops_provider.core.secrets import mask
 
             mask(token["access_token"])
+            lifetime = float(token.get("expires_in") or 3600)
             cached = _TOKEN_CACHE[key] = _CachedToken(
                 value=str(token["access_token"]),
-                expires_at=time.time() + float(token.get("expires_in") or 3600),
+                refresh_at=time.time() + lifetime - min(self.refresh_margin, lifetime / 4),
             )
         return {"Authorization": f"Bearer {cached.value}"}
 
@@ -303,7 +316,10 @@ class Service:
                     continue
                 if 200 <= status < 300:
                     try:
-                        payload = reply.json() if reply.content.strip() else None
+                        if endpoint.text:
+                            payload = reply.text
+                        else:
+                            payload = reply.json() if reply.content.strip() else None
                     except ValueError:
                         if endpoint.creates:
                             raise fail(

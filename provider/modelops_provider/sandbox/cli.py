@@ -21,13 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         server = SandboxServer(args.host, args.port, log_level=args.log_level)
     except ValueError as exc:
         parser.error(str(exc))
+    server.start()  # the URL is printed only once it answers
     print(f"modelops sandbox listening on {server.url}", flush=True)
     for name, value in server.connection_env().items():
         print(f"export {name}={shlex.quote(value)}", flush=True)
     try:
-        server.serve_forever()
+        server.wait()
     except KeyboardInterrupt:
-        pass
+        server.stop()
     return 0
 
 

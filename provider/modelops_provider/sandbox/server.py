@@ -61,6 +61,10 @@ class SandboxServer:
             time.sleep(0.02)
         return self
 
+    def wait(self) -> None:
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
     def stop(self) -> None:
         self._server.should_exit = True
         if self._thread is not None:
@@ -125,3 +129,15 @@ class SandboxControl:
 
     def foundry_oauth(self, **settings: Any) -> dict[str, Any]:
         return self._post("/_sandbox/foundry/oauth", settings)  # type: ignore[no-any-return]
+
+    def pluto_runs(self) -> list[dict[str, Any]]:
+        """Pluto runs stored by the sandbox, with status, config, tags and metrics (see sandbox.pluto)."""
+        return self.get("/_sandbox/pluto/runs")  # type: ignore[no-any-return]
+
+    def pluto_key(self, key: str, state: str = "active") -> dict[str, Any]:
+        """Register a Pluto API key as ``active``, ``revoked`` or ``expired``."""
+        return self._post("/_sandbox/pluto/keys", {"key": key, "state": state})  # type: ignore[no-any-return]
+
+    def ducklake_model(self, name: str, *, project: str = "analytics", **settings: Any) -> dict[str, Any]:
+        """Script a DuckLake model: ``outcome``, ``duration_s``, ``rows_affected``, ``tests`` (see sandbox.ducklake)."""
+        return self._post("/_sandbox/ducklake/models", {"project": project, "name": name, **settings})  # type: ignore[no-any-return]

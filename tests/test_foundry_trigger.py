@@ -1,0 +1,120 @@
+"""ModelStudioRunTrigger driven directly on an event loop, as the triggerer would."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import pytest
+
+from modelops_provider.foundry.hooks import FoundryHook
+from modelops_provider.foundry.triggers import ModelStudioRunTrigger
+from modelops_provider.sandbox import foundry as sf
+
+STUDIO = "ri.models.main.model-studio.66666666-6666-4666-8666-666666666666"
+
+
+def _trigger(run, **kwargs) -> ModelStudioRunTrigger:
+    return ModelStudioRunTrigger(
+        model_studio_rid=STUDIO,
+        run_id=run.run_id,
+        build_rid=run.build_rid,
+        conn_id="foundry_default",
+        **{"poll_interval": 0.1, **kwargs},
+    )
+
+
+async def _events(trigger) -> list:
+    return [event.payload async for event in trigger.run()]
+
+
+@pytest.fixture
+def launch(modelops_sandbox):
+    def _launch(**studio):
+        modelops_sandbox.control.foundry_studio(STUDIO, **{"duration_s": 0.5, **studio})
+        return FoundryHook().launch_model_studio(STUDIO)
+
+    return _launch
+
+
+def test_serialize_is_json_without_secrets_and_round_trips(launch):
+    run = launch()
+    trigger = _trigger(run, deadline=time.time() + 60, cancel_on_kill=True)
+    path, kwargs = trigger.serialize()
+    assert path == "modelops_provider.foundry.triggers.ModelStudioRunTrigger"
+    dumped = json.dumps(kwargs)
+    assert sf.STATIC_TOKEN not in dumped and "password" not in dumped
+    module, _, name = path.rpartition(".")
+    clone = getattr(importlib.import_module(module), name)(**json.loads(dumped))
+    assert clone.serialize() == trigger.serialize()
+
+
+def test_yields_one_event_with_the_run(launch):
+    run = launch()
+    events = asyncio.run(_events(_trigger(run)))
+    assert len(events) == 1
+    assert events[0]["status"] == "done"
+    assert events[0]["snapshot"]["data"]["buildStatus"] == "SUCCEEDED"
+    assert events[0]["target"] == {"model_studio_rid": STUDIO, "run_id": run.run_id, "build_rid": run.build_rid}
+
+
+def test_absolute_deadline_survives_a_restart(launch):
+    run = launch(duration_s=60)
+    # A trigger re-created after a triggerer restart, past its deadline, times out at once.
+    started = time.monotonic()
+    events = asyncio.run(_events(_trigger(run, deadline=time.time() - 1)))
+    assert time.monotonic() - started < 1.0
+    assert events[0]["status"] == "timeout" and "still RUNNING" in events[0]["message"]
+
+
+def test_keeps_polling_through_transient_errors(launch, modelops_sandbox):
+    run = launch(duration_s=0.6)
+    modelops_sandbox.control.fault(
+        [{"status": 503, "headers": {"Retry-After": "0"}}, {"kind": "drop"}, {"status": 429, "headers": {"Retry-After": "0"}}],
+        path_prefix=f"/api/v2/models/modelStudios/{STUDIO}/runs",
+    )
+    events = asyncio.run(_events(_trigger(run)))
+    assert events[0]["status"] == "done"
+
+
+def test_error_event_carries_the_message(launch, monkeypatch):
+    run = launch()
+    trigger = _trigger(run)
+    trigger.conn_id = "foundry_missing"
+    events = asyncio.run(_events(trigger))
+    assert events[0]["status"] == "error"
+    assert "foundry_missing" in events[0]["message"]
+
+
+def test_on_kill_cancels_the_build_and_sensor_triggers_do_not(launch, modelops_sandbox):
+    async def kill(trigger):
+        events = trigger.run()
+        pending = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.4)
+        pending.cancel()
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
+        await trigger.on_kill()
+
+    run = launch(duration_s=60)
+    asyncio.run(kill(_trigger(run, cancel_on_kill=True)))
+    assert FoundryHook().get_build(run.build_rid).status == "CANCELED"
+
+    other = launch(duration_s=60)
+    asyncio.run(kill(_trigger(other, cancel_on_kill=False)))
+    assert FoundryHook().get_build(other.build_rid).status == "RUNNING"
+    assert not modelops_sandbox.control.requests(path_prefix=f"/api/v2/orchestration/builds/{other.build_rid}/cancel")
+
+
+def test_many_triggers_share_one_loop_and_client(launch, modelops_sandbox):
+    run = launch(duration_s=0.8)
+
+    async def main():
+        return await asyncio.gather(*(_events(_trigger(run, poll_interval=0.2)) for _ in range(50)))
+
+    results = asyncio.run(main())
+    assert all(r[0]["status"] == "done" for r in results)

@@ -1,0 +1,100 @@
+"""Packaging: provider registration, connection form metadata, light imports, the sandbox CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelops_provider import get_provider_info
+
+
+def test_provider_info_declares_foundry_connection_form():
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-modelops"
+    conn = next(c for c in info["connection-types"] if c["connection-type"] == "foundry")
+    assert conn["hook-class-name"] == "modelops_provider.foundry.hooks.FoundryHook"
+    assert conn["conn-fields"]["client_secret"]["schema"]["format"] == "password"
+    assert {"scopes", "client_id", "scheme", "connect_timeout", "read_timeout"} <= set(conn["conn-fields"])
+    assert "password" in conn["ui-field-behaviour"]["relabeling"]
+    for link in info["extra-links"]:
+        module, _, name = link.rpartition(".")
+        __import__(module)
+        assert getattr(sys.modules[module], name)().name
+    for section in ("operators", "sensors", "hooks", "triggers"):
+        for entry in info[section]:
+            for module in entry["python-modules"]:
+                __import__(module)
+
+
+def test_airflow_providers_list_shows_the_package(airflow_db):
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    out = subprocess.run([airflow, "providers", "list"], capture_output=True, text=True, check=True).stdout
+    assert "airflow-provider-modelops" in out
+    assert out.count("airflow-provider-modelops") == 1
+
+
+def test_operator_modules_import_light():
+    code = (
+        "import time, sys\n"
+        "import airflow.sdk, airflow.triggers.base, airflow.providers.common.compat.sdk\n"
+        "t = time.perf_counter()\n"
+        "import modelops_provider.foundry.operators, modelops_provider.foundry.sensors\n"
+        "elapsed = time.perf_counter() - t\n"
+        "heavy = [m for m in ('fastapi', 'uvicorn', 'modelops_provider.sandbox', 'foundry_sdk') if m in sys.modules]\n"
+        "print(elapsed, heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-W", "error::FutureWarning", "-c", code],
+        capture_output=True, text=True, check=True,
+    ).stdout.split(" ", 1)
+    assert out[1].strip() == "[]"
+    assert float(out[0]) < 0.5, f"importing the operator modules took {out[0]}s on top of Airflow"
+
+
+def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only():
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("modelops sandbox listening on http://127.0.0.1:")
+        url = first.rsplit(" ", 1)[1].strip()
+        export = proc.stdout.readline()
+        assert export.startswith("export AIRFLOW_CONN_FOUNDRY_DEFAULT=")
+        assert httpx.get(f"{url}/_sandbox/requests").json() == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    refused = subprocess.run(
+        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--host", "0.0.0.0"],
+        capture_output=True, text=True,
+    )
+    assert refused.returncode != 0 and "loopback only" in refused.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "  7 ", "Wed, 21 Oct 2015 07:28:00 GMT", "", "soon"])
+def test_retry_after_parsing(value):
+    from modelops_provider.core.retry import parse_retry_after
+
+    parsed = parse_retry_after(value, now=1445412470.0)
+    expected = {"1": 1.0, "  7 ": 7.0, "Wed, 21 Oct 2015 07:28:00 GMT": 10.0, "": None, "soon": None}[value]
+    assert parsed == expected
+
+
+def test_retry_policy_caps_retry_after_and_respects_the_time_budget():
+    from modelops_provider.core.retry import RetryPolicy
+
+    policy = RetryPolicy(max_attempts=4, max_elapsed=10, retry_after_cap=5)
+    assert policy.wait_before_next(1, 0.0, retry_after=3600, now=0.0) == 5
+    assert policy.wait_before_next(1, 0.0, retry_after=3, now=8.0) is None
+    assert policy.wait_before_next(4, 0.0, retry_after=0, now=0.0) is None
+    with pytest.raises(ValueError, match="max_attempts must be >= 1, got 0"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="'retry_max_attempts' must be a number, got 'many'"):
+        RetryPolicy.from_extra({"retry_max_attempts": "many"})
