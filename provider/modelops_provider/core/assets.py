@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def model_asset_class() -> Any:
     """Airflow's ``Model`` asset type where the installed Airflow has it, else plain ``Asset``."""
     try:
-        from airflow.sdk import Model
+        # Airflow 3 defines it here (airflow.sdk does not re-export it).
+        from airflow.sdk.definitions.asset import Model
 
         return Model
     except ImportError:  # pragma: no cover - older Airflow

@@ -23,7 +23,7 @@ from modelops_provider.foundry.models import (
     LiveDeployment,
     ModelStudioRun,
 )
-from modelops_provider.foundry.status import run_snapshot
+from modelops_provider.foundry.status import LiveDeploymentWatch, run_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +152,8 @@ class FoundryApi:
             return run_snapshot(run, run.build_status)
         build = yield from self.get_build(run.build_rid)
         return run_snapshot(run, build.status, source="build")
+
+    def live_deployment_snapshot(self, live_deployment_rid: str, watch: LiveDeploymentWatch) -> Call[Snapshot]:
+        """One look at a live deployment, judged by ``watch``."""
+        deployment = yield from self.get_live_deployment(live_deployment_rid)
+        return watch.evaluate(deployment)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelops_provider.core import assets
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_rid
 from modelops_provider.core.waiting import Snapshot
+from modelops_provider.foundry.assets import MODEL_VERSIONS_ALIAS, model_asset_uri
 from modelops_provider.foundry.hooks import FoundryHook
 from modelops_provider.foundry.links import ModelStudioRunLink
 from modelops_provider.foundry.triggers import ModelStudioRunTrigger
@@ -35,6 +37,8 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
     :param poll_interval: seconds between looks at the run.
     :param timeout: seconds from launch after which the build is cancelled and the task fails.
     :param foundry_conn_id: Airflow connection of type ``foundry``.
+    :param emit_asset_events: emit an asset event per model version produced (default True); see
+        :mod:`modelops_provider.foundry.assets` for the URI scheme.
     """
 
     template_fields: Sequence[str] = ("model_studio_rid", "foundry_conn_id")
@@ -49,11 +53,15 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
         *,
         model_studio_rid: str,
         foundry_conn_id: str = FoundryHook.default_conn_name,
+        emit_asset_events: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_studio_rid = model_studio_rid
         self.foundry_conn_id = foundry_conn_id
+        self.emit_asset_events = emit_asset_events
+        if emit_asset_events:
+            self.outlets = [*self.outlets, assets.alias(MODEL_VERSIONS_ALIAS)]
 
     @property
     def conn_id(self) -> str:
@@ -88,6 +96,24 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
 
     def link_urls(self, hook: FoundryHook, job: dict[str, Any]) -> dict[type[XComLink], str]:
         return {ModelStudioRunLink: hook.run_url(job["model_studio_rid"], job["run_id"])}
+
+    def on_success(self, hook: FoundryHook, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
+        run = snap.data
+        if self.emit_asset_events:
+            for alias_name, output in (run.get("resolvedOutputs") or {}).items():
+                if output.get("type") != "model" or not output.get("modelRid"):
+                    continue
+                uri = model_asset_uri(hook.service.base_url, output["modelRid"])
+                extra = {
+                    "modelVersionRid": output.get("modelVersionRid"),
+                    "runId": run.get("runId"),
+                    "configVersion": run.get("configVersion"),
+                    "outputAlias": alias_name,
+                    "modelStudioRid": job["model_studio_rid"],
+                }
+                assets.emit(context, MODEL_VERSIONS_ALIAS, uri, extra, model=True)
+                self.log.info("Asset event for %s: %s", uri, extra)
+        return run
 
     def failure_message(self, hook: FoundryHook, job: dict[str, Any], snap: Snapshot) -> str:
         return (

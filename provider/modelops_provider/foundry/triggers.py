@@ -8,6 +8,7 @@ from modelops_provider.core.transport import Call
 from modelops_provider.core.triggers import PollingTrigger
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.hooks import FoundryHook
+from modelops_provider.foundry.status import LiveDeploymentWatch
 
 
 class ModelStudioRunTrigger(PollingTrigger):
@@ -30,3 +31,37 @@ class ModelStudioRunTrigger(PollingTrigger):
 
     def cancel(self, hook: FoundryHook) -> Call[Any]:
         return hook.api.cancel_build(self.build_rid)
+
+
+class LiveDeploymentTrigger(PollingTrigger):
+    """Wait until a live deployment serves the expected version, ACTIVE (and ready); fail fast on
+    FAILED/DISABLED, on DEGRADED past its grace, on a missing or unsupported deployment.
+
+    The DEGRADED clock lives in this trigger: a triggerer restart starts it again.
+    """
+
+    hook_class = FoundryHook
+
+    def __init__(
+        self,
+        *,
+        live_deployment_rid: str,
+        expected_model_version_rid: str | None = None,
+        require_ready: bool = True,
+        degraded_grace: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.live_deployment_rid = live_deployment_rid
+        self.watch = LiveDeploymentWatch(expected_model_version_rid, require_ready, float(degraded_grace))
+
+    def target(self) -> dict[str, Any]:
+        return {
+            "live_deployment_rid": self.live_deployment_rid,
+            "expected_model_version_rid": self.watch.expected_model_version_rid,
+            "require_ready": self.watch.require_ready,
+            "degraded_grace": self.watch.degraded_grace,
+        }
+
+    def check(self, hook: FoundryHook) -> Call[Snapshot]:
+        return hook.api.live_deployment_snapshot(self.live_deployment_rid, self.watch)

@@ -28,6 +28,8 @@ USER_ID = "f05f8da4-b84c-4fca-9c77-8af0b13d11de"
 SUCCEEDING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000001"
 FAILING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000002"
 DEFAULT_LIVE_DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000001"
+SUCCEEDING_MODEL = "ri.models.main.model.00000000-0000-4000-8000-000000000001"
+FAILING_MODEL = "ri.models.main.model.00000000-0000-4000-8000-000000000002"
 RID_PREFIX = "ri."
 
 
@@ -48,6 +50,7 @@ class Studio:
     config_version: int = 1
     omit_build_status: bool = False
     model_rid: str = field(default_factory=lambda: _rid("model"))
+    initial_version_rid: str = field(default_factory=lambda: _rid("model-version"))
 
 
 @dataclass
@@ -115,6 +118,10 @@ class Run:
 
 @dataclass
 class LiveDeployment:
+    """A live deployment. With ``studio_rid`` it tracks that studio's branch: after a run of the studio
+    succeeds it goes STARTING (old version, not ready) for ``rollout_s``, then ends as ``outcome``;
+    ACTIVE serves the new version, not ready for ``ready_after_s`` more, then ready."""
+
     rid: str
     model_rid: str
     model_version_rid: str
@@ -122,21 +129,62 @@ class LiveDeployment:
     is_ready: bool = True
     branch: str | None = "master"
     supported: bool = True
+    studio_rid: str | None = None
+    rollout_s: float = 2.0
+    ready_after_s: float = 1.0
+    outcome: str = "ACTIVE"
+    # Alternatively a fixed sequence, one step per GET (the last one repeats): deterministic tests.
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    reads: int = 0
 
-    def to_json(self) -> dict[str, Any]:
+    def current(self, foundry: FoundryState) -> tuple[str, str, bool]:
+        """(served model version, state, ready) now."""
+        if self.steps:
+            step = self.steps[min(self.reads, len(self.steps) - 1)]
+            return (
+                step.get("model_version_rid", self.model_version_rid),
+                step.get("state", "ACTIVE"),
+                bool(step.get("is_ready", step.get("state", "ACTIVE") == "ACTIVE")),
+            )
+        base = (self.model_version_rid, self.state, self.is_ready)
+        if self.studio_rid is None:
+            return base
+        now = time.time()
+        succeeded = [
+            r for r in foundry.runs.get(self.studio_rid, []) if r.status(now) == "SUCCEEDED"
+        ]
+        if not succeeded:
+            return base
+        latest = max(succeeded, key=lambda r: r.started + r.duration_s)
+        since = now - (latest.started + latest.duration_s)
+        previous = [r for r in succeeded if r is not latest]
+        old_version = (
+            max(previous, key=lambda r: r.started + r.duration_s).model_version_rid if previous else self.model_version_rid
+        )
+        if since < self.rollout_s:
+            return old_version, "STARTING", False
+        if self.outcome in ("FAILED", "DISABLED"):
+            return old_version, self.outcome, False
+        if self.outcome == "DEGRADED":
+            return latest.model_version_rid, "DEGRADED", False
+        return latest.model_version_rid, "ACTIVE", since >= self.rollout_s + self.ready_after_s
+
+    def to_json(self, foundry: FoundryState) -> dict[str, Any]:
+        version, state, ready = self.current(foundry)
         body: dict[str, Any] = {
             "rid": self.rid,
-            "modelVersion": {"modelRid": self.model_rid, "modelVersionRid": self.model_version_rid},
+            "modelVersion": {"modelRid": self.model_rid, "modelVersionRid": version},
             "runtimeConfiguration": {
                 "minReplicas": 1,
                 "maxReplicas": 3,
                 "cpu": 1.0,
                 "memory": "256MiB",
                 "threadCount": 32,
+                # Foundry's own client requires both, though the docs example omits them.
                 "sources": [],
                 "environmentVariables": {},
             },
-            "status": {"state": self.state, "isReady": self.is_ready},
+            "status": {"state": state, "isReady": ready},
         }
         if self.branch:
             body["branch"] = self.branch
@@ -153,18 +201,31 @@ class FoundryState:
         self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry
         self.token_lifetime_s = 3600
         self.page_tokens: dict[str, int] = {}
-        self.add_studio(Studio(SUCCEEDING_STUDIO, "SUCCEEDED", 2.0))
-        self.add_studio(Studio(FAILING_STUDIO, "FAILED", 2.0))
-        studio = self.studios[SUCCEEDING_STUDIO]
-        self.live[DEFAULT_LIVE_DEPLOYMENT] = LiveDeployment(
-            DEFAULT_LIVE_DEPLOYMENT, studio.model_rid, _rid("model-version")
-        )
+        self.add_studio(Studio(SUCCEEDING_STUDIO, "SUCCEEDED", 2.0, model_rid=SUCCEEDING_MODEL))
+        self.add_studio(Studio(FAILING_STUDIO, "FAILED", 2.0, model_rid=FAILING_MODEL))
+        # Tracks the succeeding studio's branch: every successful run rolls out in 2 s, ready 1 s later.
+        self.add_live_deployment(DEFAULT_LIVE_DEPLOYMENT, studio_rid=SUCCEEDING_STUDIO)
+
+    def add_live_deployment(self, rid: str, *, studio_rid: str | None = None, **settings: Any) -> LiveDeployment:
+        with self.lock:
+            studio = self.studios.get(studio_rid) if studio_rid else None
+            settings.setdefault("model_version_rid", studio.initial_version_rid if studio else _rid("model-version"))
+            live = LiveDeployment(
+                rid=rid,
+                model_rid=studio.model_rid if studio else _rid("model"),
+                studio_rid=studio_rid,
+                **settings,
+            )
+            self.live[rid] = live
+            return live
 
     def add_studio(self, studio: Studio) -> None:
         with self.lock:
             old = self.studios.get(studio.rid)
             if old is not None:
+                # Re-scripting a studio changes how its runs behave, not which model it trains.
                 studio.model_rid = old.model_rid
+                studio.initial_version_rid = old.initial_version_rid
             self.studios[studio.rid] = studio
             self.runs.setdefault(studio.rid, [])
 
@@ -340,7 +401,10 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": rid})
         if not live.supported:
             return error(400, "INVALID_ARGUMENT", "UnsupportedLiveDeployment")
-        return JSONResponse(live.to_json())
+        with fs().lock:
+            body = live.to_json(fs())
+            live.reads += 1
+        return JSONResponse(body)
 
     @app.get("/workspace/model-studio/{studio_rid}/runs/{run_id}")
     def run_page(studio_rid: str, run_id: str) -> Response:
@@ -374,7 +438,49 @@ def install(app: FastAPI, state: SandboxState) -> None:
             omit_build_status=bool(body.get("omit_build_status", False)),
         )
         fs().add_studio(studio)
+        if body.get("model_rid"):
+            studio.model_rid = str(body["model_rid"])
         return JSONResponse({"rid": rid, "modelRid": fs().studios[rid].model_rid})
+
+    @app.post("/_sandbox/foundry/live-deployments")
+    async def script_live_deployment(request: Request) -> Response:
+        body = await request.json()
+        rid = body.get("rid")
+        if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
+            return JSONResponse({"error": f"rid must be a RID, got {rid!r}"}, status_code=400)
+        outcome = body.get("outcome", "ACTIVE")
+        if outcome not in ("ACTIVE", "FAILED", "DEGRADED", "DISABLED"):
+            return JSONResponse(
+                {"error": f"outcome must be ACTIVE, FAILED, DEGRADED or DISABLED, got {outcome!r}"}, status_code=400
+            )
+        studio_rid = body.get("studio_rid")
+        if studio_rid is not None and studio_rid not in fs().studios:
+            return JSONResponse({"error": f"unknown studio_rid {studio_rid!r}: script the studio first"}, status_code=400)
+        settings: dict[str, Any] = {
+            "rollout_s": float(body.get("rollout_s", 2.0)),
+            "ready_after_s": float(body.get("ready_after_s", 1.0)),
+            "outcome": outcome,
+            "supported": bool(body.get("supported", True)),
+        }
+        if body.get("state"):  # a static deployment in a fixed state
+            settings.update(state=body["state"], is_ready=bool(body.get("is_ready", body["state"] == "ACTIVE")))
+        if body.get("steps"):
+            settings["steps"] = list(body["steps"])
+        if body.get("model_version_rid"):
+            settings["model_version_rid"] = str(body["model_version_rid"])
+        live = fs().add_live_deployment(rid, studio_rid=studio_rid, **settings)
+        return JSONResponse(live.to_json(fs()))
+
+    @app.get("/workspace/model-live-deployments/{rid}")
+    def live_page(rid: str) -> Response:
+        live = fs().live.get(rid)
+        if live is None:
+            return HTMLResponse("<h1>Live deployment not found</h1>", status_code=404)
+        version, state, ready = live.current(fs())
+        return HTMLResponse(
+            f"<html><head><title>Live deployment</title></head><body><h1>Live deployment {html.escape(rid)}</h1>"
+            f"<p>Serving {html.escape(version)}: <b>{state}</b>, ready: {ready}</p></body></html>"
+        )
 
     @app.post("/_sandbox/foundry/oauth")
     async def oauth_settings(request: Request) -> Response:
