@@ -68,7 +68,8 @@ def main() -> int:
         for fresh, label in ((False, "shared client per loop"), (True, "new client per poll")):
             rates = sorted(r for r, _ in results[fresh])
             cpus = sorted(c for _, c in results[fresh])
-            print(f"  {label:24s} median {rates[len(rates) // 2]:7.0f} polls/s, {cpus[len(cpus) // 2]:5.2f} ms client CPU/poll")
+            rate, cpu = rates[len(rates) // 2], cpus[len(cpus) // 2]
+            print(f"  {label:24s} median {rate:7.0f} polls/s, {cpu:5.2f} ms client CPU/poll")
         shared = sorted(r for r, _ in results[False])[args.rounds // 2]
         fresh_rate = sorted(r for r, _ in results[True])[args.rounds // 2]
         print(f"  ratio shared/new: {shared / fresh_rate:.2f}x polls/s")

@@ -39,9 +39,7 @@ def run_dag(dag: Any, **test_kwargs: Any) -> DagResult:
         tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
         for ti in tis:
             rows = (
-                session.query(XComModel)
-                .filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=ti.task_id)
-                .all()
+                session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=ti.task_id).all()
             )
             xcom = {row.key: XComModel.deserialize_value(row) for row in rows}
             tasks[ti.task_id] = TaskResult(state=ti.state, try_number=ti.try_number, xcom=xcom)

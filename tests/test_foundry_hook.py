@@ -91,8 +91,10 @@ def test_run_without_build_status_takes_it_from_the_build(hook, modelops_sandbox
 
 def test_repeated_page_token_is_refused(hook, modelops_sandbox):
     page = {"data": [], "nextPageToken": "v1.same"}
-    modelops_sandbox.control.fault([{"status": 200, "body": page}] * 2, path_prefix=f"/api/v2/models/modelStudios/{STUDIO}/runs")
-    with pytest.raises(errors.ServerError, match="repeated page token 'v1.same'"):
+    modelops_sandbox.control.fault(
+        [{"status": 200, "body": page}] * 2, path_prefix=f"/api/v2/models/modelStudios/{STUDIO}/runs"
+    )
+    with pytest.raises(errors.ServerError, match=r"repeated page token 'v1\.same'"):
         list(hook.list_model_studio_runs(STUDIO))
 
 
@@ -151,7 +153,7 @@ def test_retry_after_as_http_date(hook, modelops_sandbox):
 
     modelops_sandbox.control.fault(
         [{"status": 503, "headers": {"Retry-After": formatdate(time.time() + 2, usegmt=True)}}],
-        path_prefix=f"/api/v2/orchestration/builds",
+        path_prefix="/api/v2/orchestration/builds",
     )
     run = hook.launch_model_studio(STUDIO)
     started = time.monotonic()
@@ -304,7 +306,13 @@ def test_oauth_wrong_secret_is_unauthorized(modelops_sandbox, monkeypatch):
 
 def test_wrong_token_reported_by_test_connection(modelops_sandbox, monkeypatch):
     host, port = modelops_sandbox.url.split("://")[1].split(":")
-    conn = {"conn_type": "foundry", "host": host, "port": int(port), "password": "not-the-token", "extra": {"scheme": "http"}}
+    conn = {
+        "conn_type": "foundry",
+        "host": host,
+        "port": int(port),
+        "password": "not-the-token",
+        "extra": {"scheme": "http"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_BAD", json.dumps(conn))
     ok, message = FoundryHook("foundry_bad").test_connection()
     assert not ok and "401" in message and "not-the-token" not in message
@@ -320,9 +328,7 @@ def test_https_by_default(monkeypatch):
 def test_preview_flag_is_required_by_the_sandbox(modelops_sandbox):
     import httpx
 
-    answer = httpx.post(
-        f"{modelops_sandbox.url}{LAUNCH_PATH}", headers={"Authorization": f"Bearer {sf.STATIC_TOKEN}"}
-    )
+    answer = httpx.post(f"{modelops_sandbox.url}{LAUNCH_PATH}", headers={"Authorization": f"Bearer {sf.STATIC_TOKEN}"})
     assert answer.status_code == 400 and answer.json()["errorName"] == "ApiFeaturePreviewUsageOnly"
 
 
@@ -333,9 +339,7 @@ def test_async_calls_share_one_client_per_loop(hook, modelops_sandbox):
         from modelops_provider.core.transport import shared_async_client
 
         hooks = [FoundryHook() for _ in range(20)]
-        snaps = await asyncio.gather(
-            *(h.acall(h.api.model_studio_run_snapshot(STUDIO, run.run_id)) for h in hooks)
-        )
+        snaps = await asyncio.gather(*(h.acall(h.api.model_studio_run_snapshot(STUDIO, run.run_id)) for h in hooks))
         clients = {id(shared_async_client(await h.aget_conn())) for h in hooks}
         return snaps, clients
 

@@ -23,7 +23,14 @@ def _script(sandbox, *, duration_s=0.2, rollout_s=0.6, ready_after_s=0.4, outcom
     sandbox.control.foundry_studio(STUDIO, duration_s=duration_s)
     return sandbox.control.post(
         "/_sandbox/foundry/live-deployments",
-        {"rid": LIVE, "studio_rid": STUDIO, "rollout_s": rollout_s, "ready_after_s": ready_after_s, "outcome": outcome, **extra},
+        {
+            "rid": LIVE,
+            "studio_rid": STUDIO,
+            "rollout_s": rollout_s,
+            "ready_after_s": ready_after_s,
+            "outcome": outcome,
+            **extra,
+        },
     )
 
 
@@ -55,7 +62,11 @@ def test_watch_mapping():
 
     def dep(state, ready, version="v-new"):
         return LiveDeployment.model_validate(
-            {"rid": LIVE, "modelVersion": {"modelRid": "m", "modelVersionRid": version}, "status": {"state": state, "isReady": ready}}
+            {
+                "rid": LIVE,
+                "modelVersion": {"modelRid": "m", "modelVersionRid": version},
+                "status": {"state": state, "isReady": ready},
+            }
         )
 
     watch = LiveDeploymentWatch("v-new", require_ready=True, degraded_grace=10)
@@ -119,8 +130,12 @@ def test_succeeds_only_once_new_version_active_and_ready(modelops_sandbox, mode,
     if mode != "deferrable":
         text = "".join(capfd.readouterr())
         # Each change is logged once.
-        for phase in ("model-version.old: ACTIVE, ready (waiting for", "model-version.old: STARTING, not ready",
-                      "model-version.new: ACTIVE, not ready", "model-version.new: ACTIVE, ready"):
+        for phase in (
+            "model-version.old: ACTIVE, ready (waiting for",
+            "model-version.old: STARTING, not ready",
+            "model-version.new: ACTIVE, not ready",
+            "model-version.new: ACTIVE, ready",
+        ):
             assert text.count(phase) == 1, phase
 
 
@@ -151,7 +166,11 @@ def test_fails_fast_with_the_reason(modelops_sandbox, outcome, message, deferrab
 @pytest.mark.parametrize(
     ("rid", "setup", "message"),
     [
-        ("ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-0000000000ff", None, "LiveDeploymentNotFound"),
+        (
+            "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-0000000000ff",
+            None,
+            "LiveDeploymentNotFound",
+        ),
         (LIVE, {"supported": False}, "UnsupportedLiveDeployment"),
     ],
     ids=["not-found", "unsupported"],
@@ -164,7 +183,9 @@ def test_missing_or_unsupported_deployment_fails(modelops_sandbox, rid, setup, m
     if setup:
         _script(modelops_sandbox, **setup)
     with DAG(f"t_live_missing_{message}_{deferrable}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        LiveDeploymentSensor(task_id="verify", live_deployment_rid=rid, poke_interval=0.1, timeout=30, deferrable=deferrable)
+        LiveDeploymentSensor(
+            task_id="verify", live_deployment_rid=rid, poke_interval=0.1, timeout=30, deferrable=deferrable
+        )
     result = run_dag(dag)
     assert result.state == "failed"
     assert message in "".join(capfd.readouterr())

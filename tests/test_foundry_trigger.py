@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import time
@@ -72,7 +73,11 @@ def test_absolute_deadline_survives_a_restart(launch):
 def test_keeps_polling_through_transient_errors(launch, modelops_sandbox):
     run = launch(duration_s=0.6)
     modelops_sandbox.control.fault(
-        [{"status": 503, "headers": {"Retry-After": "0"}}, {"kind": "drop"}, {"status": 429, "headers": {"Retry-After": "0"}}],
+        [
+            {"status": 503, "headers": {"Retry-After": "0"}},
+            {"kind": "drop"},
+            {"status": 429, "headers": {"Retry-After": "0"}},
+        ],
         path_prefix=f"/api/v2/models/modelStudios/{STUDIO}/runs",
     )
     events = asyncio.run(_events(_trigger(run)))
@@ -94,10 +99,8 @@ def test_on_kill_cancels_the_build_and_sensor_triggers_do_not(launch, modelops_s
         pending = asyncio.ensure_future(events.__anext__())
         await asyncio.sleep(0.4)
         pending.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await pending
-        except asyncio.CancelledError:
-            pass
         await trigger.on_kill()
 
     run = launch(duration_s=60)

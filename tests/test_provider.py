@@ -48,7 +48,9 @@ def test_operator_modules_import_light():
     )
     out = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning", "-W", "error::FutureWarning", "-c", code],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split(" ", 1)
     assert out[1].strip() == "[]"
     assert float(out[0]) < 0.5, f"importing the operator modules took {out[0]}s on top of Airflow"
@@ -59,7 +61,8 @@ def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only():
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         first = proc.stdout.readline()
@@ -73,7 +76,8 @@ def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only():
         proc.wait(timeout=10)
     refused = subprocess.run(
         [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--host", "0.0.0.0"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert refused.returncode != 0 and "loopback only" in refused.stderr
 

@@ -44,7 +44,9 @@ def test_sdk_sees_typed_errors(client):
     from foundry_sdk.v2.models.errors import ModelStudioNotFound
 
     with pytest.raises(ModelStudioNotFound):
-        client.models.ModelStudio.launch("ri.models.main.model-studio.88888888-8888-4888-8888-888888888888", preview=True)
+        client.models.ModelStudio.launch(
+            "ri.models.main.model-studio.88888888-8888-4888-8888-888888888888", preview=True
+        )
 
 
 def test_sdk_confidential_client_auth(modelops_sandbox):

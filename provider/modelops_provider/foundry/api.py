@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from modelops_provider.core.errors import AmbiguousRequestError, NotFoundError
@@ -55,7 +55,7 @@ def _parse_time(value: str | None) -> float | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -79,7 +79,9 @@ class FoundryApi:
             model_studio_rid, lambda run: (_parse_time(run.started_time) or 0.0) >= since
         )
         if found is not None:
-            log.warning("Found run %s started at %s: adopting it instead of launching again", found.run_id, found.started_time)
+            log.warning(
+                "Found run %s started at %s: adopting it instead of launching again", found.run_id, found.started_time
+            )
             return found
         log.warning("No run of %s started since the ambiguous launch; launching again", model_studio_rid)
         return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
@@ -104,7 +106,9 @@ class FoundryApi:
         )
         return page.data, page.next_page_token
 
-    def pages(self, model_studio_rid: str, **kwargs: Any) -> Callable[[str | None], Call[tuple[list[ModelStudioRun], str | None]]]:
+    def pages(
+        self, model_studio_rid: str, **kwargs: Any
+    ) -> Callable[[str | None], Call[tuple[list[ModelStudioRun], str | None]]]:
         return lambda token: self.list_model_studio_runs_page(model_studio_rid, page_token=token, **kwargs)
 
     def find_model_studio_run(

@@ -50,9 +50,7 @@ class FoundryHook(ApiHook):
             mask(conn.password)
             auth = bearer(conn.password)
         else:
-            raise ValueError(
-                f"connection {self.conn_id!r} has no token (password) and no client_id/client_secret"
-            )
+            raise ValueError(f"connection {self.conn_id!r} has no token (password) and no client_id/client_secret")
         return Service(
             name="Foundry",
             base_url=base_url,
@@ -99,7 +97,8 @@ class FoundryHook(ApiHook):
     # --- links ----------------------------------------------------------------------------
     def run_url(self, model_studio_rid: str, run_id: str) -> str:
         """``https://<host>/workspace/model-studio/<modelStudioRid>/runs/<runId>``"""
-        return f"{self.service.base_url}/workspace/model-studio/{quote(model_studio_rid, safe='')}/runs/{quote(run_id, safe='')}"
+        studio, run = quote(model_studio_rid, safe=""), quote(run_id, safe="")
+        return f"{self.service.base_url}/workspace/model-studio/{studio}/runs/{run}"
 
     def live_deployment_url(self, live_deployment_rid: str) -> str:
         """``https://<host>/workspace/model-live-deployments/<liveDeploymentRid>``"""

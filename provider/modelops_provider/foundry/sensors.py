@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import PokeReturnValue
+
 from modelops_provider.core.sensors import PollingSensor
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_rid, require_text, seconds
@@ -13,8 +15,6 @@ from modelops_provider.foundry.hooks import FoundryHook
 from modelops_provider.foundry.links import LiveDeploymentLink, ModelStudioRunLink
 from modelops_provider.foundry.status import LiveDeploymentWatch
 from modelops_provider.foundry.triggers import LiveDeploymentTrigger, ModelStudioRunTrigger
-
-from airflow.providers.common.compat.sdk import PokeReturnValue
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -146,7 +146,9 @@ class LiveDeploymentSensor(PollingSensor):
     @property
     def watch(self) -> LiveDeploymentWatch:
         if self._watch is None:
-            self._watch = LiveDeploymentWatch(self.expected_version(), self.require_ready, float(self.degraded_grace or 0))
+            self._watch = LiveDeploymentWatch(
+                self.expected_version(), self.require_ready, float(self.degraded_grace or 0)
+            )
         return self._watch
 
     def validate(self) -> None:
@@ -167,7 +169,8 @@ class LiveDeploymentSensor(PollingSensor):
         # store (Airflow 3.3+), where it outlives the poke.
         store = context.get("task_state_store") if self.reschedule else None
         if store is not None:
-            self.watch.degraded_since = store.get(self.degraded_since_key) or None
+            stored = store.get(self.degraded_since_key)
+            self.watch.degraded_since = float(stored) if isinstance(stored, (int, float)) and stored else None
         try:
             return super().poke(context)
         finally:

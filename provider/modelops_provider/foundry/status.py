@@ -28,7 +28,8 @@ def run_snapshot(run: ModelStudioRun, build_status: str, *, source: str = "run")
         status=build_status,
         summary=f"Model Studio run {run.run_id}: build {build_status}{via}{note}",
         data=data,
-        reason=None if outcome is not Outcome.FAILED and outcome is not Outcome.CANCELLED
+        reason=None
+        if outcome is not Outcome.FAILED and outcome is not Outcome.CANCELLED
         else f"build {run.build_rid} is {build_status}",
     )
 
@@ -65,7 +66,9 @@ class LiveDeploymentWatch:
         reason: str | None = None
         if state in FAIL_FAST_STATES:
             outcome, reason = Outcome.FAILED, f"live deployment {deployment.rid} is {state} (serving {served})"
-        elif state == "DEGRADED" and self.degraded_since is not None and now - self.degraded_since >= self.degraded_grace:
+        elif (
+            state == "DEGRADED" and self.degraded_since is not None and now - self.degraded_since >= self.degraded_grace
+        ):
             outcome = Outcome.FAILED
             reason = (
                 f"live deployment {deployment.rid} has been DEGRADED for {now - self.degraded_since:.0f}s "

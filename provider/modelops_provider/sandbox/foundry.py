@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -35,7 +35,7 @@ RID_PREFIX = "ri."
 
 def _now_iso(ts: float | None = None) -> str:
     ts = time.time() if ts is None else ts
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _rid(kind: str, service: str = "models") -> str:
@@ -150,16 +150,16 @@ class LiveDeployment:
         if self.studio_rid is None:
             return base
         now = time.time()
-        succeeded = [
-            r for r in foundry.runs.get(self.studio_rid, []) if r.status(now) == "SUCCEEDED"
-        ]
+        succeeded = [r for r in foundry.runs.get(self.studio_rid, []) if r.status(now) == "SUCCEEDED"]
         if not succeeded:
             return base
         latest = max(succeeded, key=lambda r: r.started + r.duration_s)
         since = now - (latest.started + latest.duration_s)
         previous = [r for r in succeeded if r is not latest]
         old_version = (
-            max(previous, key=lambda r: r.started + r.duration_s).model_version_rid if previous else self.model_version_rid
+            max(previous, key=lambda r: r.started + r.duration_s).model_version_rid
+            if previous
+            else self.model_version_rid
         )
         if since < self.rollout_s:
             return old_version, "STARTING", False
@@ -260,7 +260,13 @@ def make_state() -> FoundryState:
 
 def connection_env(base_url: str) -> dict[str, str]:
     host, _, port = base_url.split("://", 1)[1].rpartition(":")
-    conn = {"conn_type": "foundry", "host": host, "port": int(port), "password": STATIC_TOKEN, "extra": {"scheme": "http"}}
+    conn = {
+        "conn_type": "foundry",
+        "host": host,
+        "port": int(port),
+        "password": STATIC_TOKEN,
+        "extra": {"scheme": "http"},
+    }
     return {"AIRFLOW_CONN_FOUNDRY_DEFAULT": json.dumps(conn)}
 
 
@@ -455,7 +461,9 @@ def install(app: FastAPI, state: SandboxState) -> None:
             )
         studio_rid = body.get("studio_rid")
         if studio_rid is not None and studio_rid not in fs().studios:
-            return JSONResponse({"error": f"unknown studio_rid {studio_rid!r}: script the studio first"}, status_code=400)
+            return JSONResponse(
+                {"error": f"unknown studio_rid {studio_rid!r}: script the studio first"}, status_code=400
+            )
         settings: dict[str, Any] = {
             "rollout_s": float(body.get("rollout_s", 2.0)),
             "ready_after_s": float(body.get("ready_after_s", 1.0)),
