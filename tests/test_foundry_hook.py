@@ -346,3 +346,29 @@ def test_async_calls_share_one_client_per_loop(hook, modelops_sandbox):
     snaps, clients = asyncio.run(main())
     assert {s.status for s in snaps} == {"RUNNING"}
     assert len(clients) == 1
+
+
+def test_models_keep_unknown_fields_and_tolerate_absent_optional_ones(hook, modelops_sandbox):
+    run = {
+        "runId": "r-tolerant",
+        "buildRid": "ri.foundry-build.main.build.12121212-1212-4121-8121-121212121212",
+        "startedTime": "2026-01-01T00:00:00Z",
+        "buildStatus": "SUCCEEDED",
+        "someFutureField": {"nested": [1, 2]},
+    }
+    modelops_sandbox.control.fault(
+        [{"status": 200, "body": {"data": [run]}}], path_prefix=f"/api/v2/models/modelStudios/{STUDIO}/runs"
+    )
+    snap = hook.call(hook.api.model_studio_run_snapshot(STUDIO, "r-tolerant"))
+    assert snap.data["someFutureField"] == {"nested": [1, 2]}
+    assert snap.data["resolvedOutputs"] == {} and "jobRid" not in snap.data
+
+
+def test_operator_on_kill_cancels_the_build_it_waits_for(hook, modelops_sandbox):
+    from modelops_provider.foundry.operators import ModelStudioLaunchOperator
+
+    op = ModelStudioLaunchOperator(task_id="train", model_studio_rid=STUDIO)
+    job = op.submit_job({})  # what execute() does first
+    op._job = job
+    op.on_kill()
+    assert hook.get_build(job["build_rid"]).status == "CANCELED"
