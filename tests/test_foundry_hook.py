@@ -24,16 +24,19 @@ def hook(modelops_sandbox):
     hook.close()
 
 
-def _oauth_conn(monkeypatch, url, **extra):
+def _hook_for(monkeypatch, url, conn_id, *, password=sf.STATIC_TOKEN, **extra):
+    """A hook on a connection to the sandbox with these extras."""
     host, port = url.split("://")[1].split(":")
-    conn = {
-        "conn_type": "foundry",
-        "host": host,
-        "port": int(port),
-        "extra": {"scheme": "http", "client_id": sf.CLIENT_ID, "client_secret": sf.CLIENT_SECRET, **extra},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_OAUTH", json.dumps(conn))
-    return FoundryHook("foundry_oauth")
+    conn = {"conn_type": "foundry", "host": host, "port": int(port), "extra": {"scheme": "http", **extra}}
+    if password:
+        conn["password"] = password
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return FoundryHook(conn_id)
+
+
+def _oauth_conn(monkeypatch, url, **extra):
+    extra = {"client_id": sf.CLIENT_ID, "client_secret": sf.CLIENT_SECRET, **extra}
+    return _hook_for(monkeypatch, url, "foundry_oauth", password=None, **extra)
 
 
 def test_launch_then_get_list_and_build(hook, modelops_sandbox):
@@ -178,17 +181,7 @@ def test_503_and_dropped_and_malformed_reads_are_retried(hook, modelops_sandbox,
 
 
 def test_retry_budget_is_bounded(modelops_sandbox, monkeypatch):
-    url = modelops_sandbox.url
-    host, port = url.split("://")[1].split(":")
-    conn = {
-        "conn_type": "foundry",
-        "host": host,
-        "port": int(port),
-        "password": sf.STATIC_TOKEN,
-        "extra": {"scheme": "http", "retry_max_attempts": 3, "retry_base_delay": 0.01},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_SMALL", json.dumps(conn))
-    hook = FoundryHook("foundry_small")
+    hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_small", retry_max_attempts=3, retry_base_delay=0.01)
     modelops_sandbox.control.fault([{"status": 502}] * 5, path_prefix="/api/v2/orchestration")
     with pytest.raises(errors.ServerError) as info:
         hook.get_build("ri.foundry-build.main.build.44444444-4444-4444-8444-444444444444")
@@ -248,19 +241,9 @@ def test_connection_refused_is_retried_then_reported(monkeypatch):
 
 
 def test_read_timeout_on_launch_is_ambiguous(modelops_sandbox, monkeypatch):
-    url = modelops_sandbox.url
-    host, port = url.split("://")[1].split(":")
-    conn = {
-        "conn_type": "foundry",
-        "host": host,
-        "port": int(port),
-        "password": sf.STATIC_TOKEN,
-        "extra": {"scheme": "http", "read_timeout": 0.3},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_SLOW", json.dumps(conn))
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
     modelops_sandbox.control.fault([{"delay_s": 0.8}], path_prefix=LAUNCH_PATH)
-    hook = FoundryHook("foundry_slow")
+    hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_slow", read_timeout=0.3)
     run = hook.launch_model_studio(STUDIO)
     time.sleep(0.6)  # let the slow launch finish on the server
     runs = list(hook.list_model_studio_runs(STUDIO))
@@ -305,16 +288,9 @@ def test_oauth_wrong_secret_is_unauthorized(modelops_sandbox, monkeypatch):
 
 
 def test_wrong_token_reported_by_test_connection(modelops_sandbox, monkeypatch):
-    host, port = modelops_sandbox.url.split("://")[1].split(":")
-    conn = {
-        "conn_type": "foundry",
-        "host": host,
-        "port": int(port),
-        "password": "not-the-token",
-        "extra": {"scheme": "http"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_BAD", json.dumps(conn))
-    ok, message = FoundryHook("foundry_bad").test_connection()
+    ok, message = _hook_for(
+        monkeypatch, modelops_sandbox.url, "foundry_bad", password="not-the-token"
+    ).test_connection()
     assert not ok and "401" in message and "not-the-token" not in message
     assert FoundryHook().test_connection() == (True, "Authenticated as sandbox-user.")
 
