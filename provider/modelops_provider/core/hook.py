@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+from airflow.providers.common.compat.sdk import BaseHook
 
 from modelops_provider.core.retry import RetryPolicy
 from modelops_provider.core.transport import (
@@ -19,8 +20,6 @@ from modelops_provider.core.transport import (
     run_sync,
     shared_async_client,
 )
-
-from airflow.providers.common.compat.sdk import BaseHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
 
 from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError
@@ -20,8 +24,6 @@ from modelops_provider.core.links import XComLink
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import seconds
 from modelops_provider.core.waiting import Outcome, Snapshot, wait_sync
-
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -130,16 +132,20 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
     def is_job_succeeded(self, status: str) -> bool:
         return status == Outcome.SUCCEEDED.value
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
-        job = self._job = dict(external_id)
-        hook = self.hook
+    def _publish(self, job: dict[str, Any], context: Context) -> None:
+        """Push the job's identifiers to XCom and its links (before any wait or deferral)."""
         ti = context["ti"]
         for key, value in job.items():
             if key != "started_at":
                 ti.xcom_push(key=key, value=value)
-        for link, url in self.link_urls(hook, job).items():
+        for link, url in self.link_urls(self.hook, job).items():
             link.push(context, url)
             self.log.info("%s: %s", link.name, url)
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        job = self._job = dict(external_id)
+        hook = self.hook
+        self._publish(job, context)
         if not self.wait_for_completion:
             return job
         # The deadline counts from the launch, so a retry that re-attaches does not restart the clock.
@@ -150,25 +156,24 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
                 method_name="execute_complete",
                 timeout=None,  # the trigger's own deadline decides, so the remote job is cancelled too
             )
-        try:
+        with self._stop_job_if_waiting_fails(job, context):
             snap = wait_sync(
                 hook.call,
                 lambda: self.check(hook, job),
                 what=self.describe(job),
-                poll_interval=self.poll_interval,
+                poll_interval=self.poll_interval or 0.0,
                 deadline=deadline,
                 log=self.log,
             )
-        except JobTimeoutError:
-            self._cancel(job)
-            raise
-        except Exception:
-            self._cancel_if_last_try(job, context)
-            raise
         return self._finish(job, snap, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         job = dict(external_id)
+        if self._job != job:
+            # A retry found that the job an earlier try started already succeeded: that try's XComs
+            # were cleared, so publish the identifiers and links again.
+            self._job = job
+            self._publish(job, context)
         if not self.wait_for_completion:
             return job
         if self._job == job and getattr(self, "_result_ready", False):
@@ -186,14 +191,8 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         job = dict((event or {}).get("target") or {})
         self._job = job
-        try:
+        with self._stop_job_if_waiting_fails(job, context):
             snap = unpack_event(event)
-        except JobTimeoutError:
-            self._cancel(job)
-            raise
-        except Exception:
-            self._cancel_if_last_try(job, context)
-            raise
         self.log.info("%s: %s", self.describe(job), snap.summary)
         return self._finish(job, snap, context)
 
@@ -204,12 +203,20 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         except Exception:
             self.log.exception("Could not cancel %s", self.describe(job))
 
-    def _cancel_if_last_try(self, job: dict[str, Any], context: Context) -> None:
-        """Waiting broke down (not the job): a retry would re-attach, but after the last try nobody
-        would wait for the job any more, so stop it rather than leak it."""
-        ti = context["ti"]
-        if int(getattr(ti, "try_number", 1) or 1) > int(self.retries or 0):
+    @contextmanager
+    def _stop_job_if_waiting_fails(self, job: dict[str, Any], context: Context) -> Iterator[None]:
+        """A timeout cancels the job. Any other breakdown of the wait (not of the job) cancels it only
+        on the last try: a retry would re-attach, but after the last try nobody would wait for the job
+        any more, and a job nobody waits for is a leak."""
+        try:
+            yield
+        except JobTimeoutError:
             self._cancel(job)
+            raise
+        except Exception:
+            if int(getattr(context["ti"], "try_number", 1) or 1) > int(self.retries or 0):
+                self._cancel(job)
+            raise
 
     def on_kill(self) -> None:
         # Runs for a task killed while waiting in the worker; a deferred task is cancelled by the

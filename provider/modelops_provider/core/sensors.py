@@ -6,14 +6,14 @@ import time
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+
 from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.operators import default_deferrable, unpack_event
 from modelops_provider.core.transport import Call
 from modelops_provider.core.waiting import Outcome, Snapshot
-
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

@@ -9,12 +9,12 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
 from modelops_provider.core.errors import ApiError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.transport import Call
 from modelops_provider.core.waiting import Snapshot
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 # Event payload "status" values.
 DONE = "done"
