@@ -1,0 +1,329 @@
+"""Pluto endpoints (API service and ingest service), each described once, and the calls built from them.
+
+Every method returns a *call* (see :mod:`modelops_provider.core.transport`) that the hook runs with a
+sync or an async client. Arguments are validated when the call starts, before any request is sent;
+JSON-valued fields (``config``, ``loggerSettings``, ``systemMetadata``, ``statusMetadata``) are
+accepted as dicts or JSON strings and sent as the JSON strings the API wants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from modelops_provider.core.transport import Call, Endpoint, Service
+from modelops_provider.core.validation import require_text
+from modelops_provider.pluto.models import AuthValidation, PlutoRun, RunStatus, Success
+
+# API service (``url_api``).
+CREATE_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/create", PlutoRun, creates=True)
+RESUME_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/resume", PlutoRun)
+UPDATE_STATUS: Endpoint[Success] = Endpoint("POST", "/api/runs/status/update", Success)
+UPDATE_TAGS: Endpoint[Success] = Endpoint("POST", "/api/runs/tags/update", Success)
+UPDATE_CONFIG: Endpoint[Success] = Endpoint("POST", "/api/runs/config/update", Success)
+VALIDATE_AUTH: Endpoint[AuthValidation] = Endpoint("GET", "/api/runs/auth/validate", AuthValidation)
+# Ingest service (``url_ingest``): NDJSON in, "Stream processed successfully: N records" (text) out.
+INGEST_METRICS: Endpoint[str] = Endpoint("POST", "/ingest/metrics", text=True)
+
+MAX_TAGS = 50
+# Records per ingest request; a longer series is sent in several requests.
+INGEST_BATCH = 1000
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def json_object(name: str, value: Any) -> str | None:
+    """A JSON object given as a mapping or a JSON string, as the compact JSON string the API wants."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{name} is not valid JSON ({exc.msg} at position {exc.pos}): {_show(value)}"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} must be a JSON object (a dict or a JSON string of an object), got {_show(value)}"
+        )
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} cannot be sent as JSON ({exc}): {_show(value)}") from None
+
+
+def epoch_ms(name: str, value: Any) -> int | None:
+    """A timestamp as epoch milliseconds: a datetime (naive means UTC) or a number of milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp() * 1000)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"{name} must be a datetime or epoch milliseconds (a number >= 0), got {_show(value)}"
+        )
+    return int(value)
+
+
+def require_run_id(value: Any, name: str = "run_id") -> int:
+    """Pluto's numeric run id (an int, or a string of digits as a template renders it)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be Pluto's numeric run id (a positive integer), got {_show(value)}")
+    return value
+
+
+def require_tags(value: Any, name: str = "tags") -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a list of strings, got {_show(value)}")
+    tags = list(value)
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise ValueError(f"{name} must hold non-empty strings, got {_show(tag)} in {_show(tags)}")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"{name} may hold at most {MAX_TAGS} tags, got {len(tags)}")
+    groups = [t for t in tags if t.startswith("group:")]
+    if len(groups) > 1:
+        raise ValueError(f"{name} may hold at most one group:* tag, got {groups!r}")
+    return tags
+
+
+def require_status(value: Any) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in RunStatus)
+        raise ValueError(f"status must be one of {allowed}, got {_show(value)}") from None
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {_show(value)}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {_show(value)}")
+    return value  # type: ignore[no-any-return]
+
+
+def metric_value(name: str, value: Any) -> float | int:
+    """A metric value: a number (a bool counts as 0/1, a numeric string is converted); finite."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {_show(value)}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {_show(value)}")
+    return value
+
+
+def metric_data(name: str, value: Any) -> dict[str, float | int]:
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(f"{name} must be a non-empty mapping of metric name to number, got {_show(value)}")
+    data: dict[str, float | int] = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"{name} has a metric name that is not a non-empty string: {_show(key)}")
+        data[key] = metric_value(f"{name}[{key!r}]", number)
+    return data
+
+
+def _ndjson(lines: Sequence[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n" for line in lines).encode()
+
+
+class PlutoApi:
+    """Call builders over Pluto's API and ingest services (resolved lazily, so async code can resolve
+    the connection first)."""
+
+    def __init__(self, api: Callable[[], Service], ingest: Callable[[], Service]) -> None:
+        self._api = api
+        self._ingest = ingest
+
+    def create_run(
+        self,
+        project_name: str,
+        run_name: str,
+        *,
+        external_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        config: Mapping[str, Any] | str | None = None,
+        logger_settings: Mapping[str, Any] | str | None = None,
+        system_metadata: Mapping[str, Any] | str | None = None,
+        created_at: datetime | float | None = None,
+        updated_at: datetime | float | None = None,
+        fork_run_id: int | None = None,
+        fork_step: int | None = None,
+        inherit_config: bool | None = None,
+        inherit_tags: bool | None = None,
+    ) -> Call[PlutoRun]:
+        """Create a run, or get the existing one of the same ``external_id`` (``resumed: true``; the
+        server moves it back to RUNNING and deep-merges ``config`` into its config)."""
+        body: dict[str, Any] = {
+            "runName": require_text("run_name", run_name),
+            "projectName": require_text("project_name", project_name),
+        }
+        if external_id is not None:
+            body["externalId"] = require_text("external_id", external_id)
+        optional = {
+            "tags": require_tags(tags),
+            "config": json_object("config", config),
+            "loggerSettings": json_object("logger_settings", logger_settings),
+            "systemMetadata": json_object("system_metadata", system_metadata),
+            "createdAt": epoch_ms("created_at", created_at),
+            "updatedAt": epoch_ms("updated_at", updated_at),
+            "forkRunId": None if fork_run_id is None else require_run_id(fork_run_id, "fork_run_id"),
+            "forkStep": None if fork_step is None else _count("fork_step", fork_step),
+            "inheritConfig": _flag("inherit_config", inherit_config),
+            "inheritTags": _flag("inherit_tags", inherit_tags),
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        # With an externalId the create is idempotent (the server returns the existing run), so an
+        # answer lost on the way back may be asked again like a read; without one it may not.
+        endpoint = CREATE_RUN if external_id is None else dataclasses.replace(CREATE_RUN, creates=False)
+        return (yield from self._api().call(endpoint, json=body))
+
+    def resume_run(
+        self,
+        *,
+        run_id: int | None = None,
+        display_id: str | None = None,
+        external_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Call[PlutoRun]:
+        """Reopen a run (status back to RUNNING), found by exactly one of its run id, display id
+        (``PREFIX-N``) or external id (with ``project_name``)."""
+        given = [
+            n
+            for n, v in (("run_id", run_id), ("display_id", display_id), ("external_id", external_id))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"resume_run needs exactly one of run_id, display_id, external_id; got {given or 'none'}"
+            )
+        body: dict[str, Any]
+        if run_id is not None:
+            body = {"runId": require_run_id(run_id)}
+        elif display_id is not None:
+            body = {"displayId": require_text("display_id", display_id)}
+        else:
+            body = {"externalId": require_text("external_id", external_id)}
+            body["projectName"] = require_text("project_name", project_name)
+        return (yield from self._api().call(RESUME_RUN, json=body))
+
+    def update_status(
+        self,
+        run_id: int,
+        status: RunStatus | str,
+        *,
+        status_metadata: Mapping[str, Any] | str | None = None,
+        logger_settings: Mapping[str, Any] | str | None = None,
+        status_updated: datetime | float | None = None,
+    ) -> Call[None]:
+        body: dict[str, Any] = {"runId": require_run_id(run_id), "status": require_status(status).value}
+        optional = {
+            "statusMetadata": json_object("status_metadata", status_metadata),
+            "loggerSettings": json_object("logger_settings", logger_settings),
+            "statusUpdated": epoch_ms("status_updated", status_updated),
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        yield from self._api().call(UPDATE_STATUS, json=body)
+        return None
+
+    def update_tags(self, run_id: int, tags: Sequence[str]) -> Call[None]:
+        """Replace the run's whole tag set with ``tags``."""
+        body = {"runId": require_run_id(run_id), "tags": require_tags(tags)}
+        if body["tags"] is None:
+            raise ValueError("tags must be a list of strings, got None")
+        yield from self._api().call(UPDATE_TAGS, json=body)
+        return None
+
+    def update_config(self, run_id: int, config: Mapping[str, Any] | str) -> Call[None]:
+        """Deep-merge ``config`` into the run's config."""
+        body = {"runId": require_run_id(run_id), "config": json_object("config", config)}
+        if body["config"] is None:
+            raise ValueError("config must be a JSON object, got None")
+        yield from self._api().call(UPDATE_CONFIG, json=body)
+        return None
+
+    def validate_auth(self) -> Call[AuthValidation]:
+        return (yield from self._api().call(VALIDATE_AUTH))
+
+    def log_metrics(
+        self,
+        run_id: int,
+        project_name: str,
+        metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        step: int = 0,
+        timestamp: datetime | float | None = None,
+        run_name: str | None = None,
+    ) -> Call[int]:
+        """Send metric values to the ingest service; returns the number of records sent.
+
+        ``metrics`` is one mapping of name to number (one record at ``step``), or a sequence of them
+        (records at ``step``, ``step + 1``, ...). ``timestamp`` defaults to now.
+        """
+        rid = require_run_id(run_id)
+        require_text("project_name", project_name)
+        if not project_name.isascii():
+            # It travels in the X-Project-Name header.
+            raise ValueError(f"project_name must be ASCII to log metrics, got {_show(project_name)}")
+        _count("step", step)
+        if isinstance(metrics, Mapping):
+            series: list[Any] = [metrics]
+        elif isinstance(metrics, Sequence) and not isinstance(metrics, (str, bytes)) and metrics:
+            series = list(metrics)
+        else:
+            raise ValueError(
+                "metrics must be a mapping of name to number, or a non-empty list of them, "
+                f"got {_show(metrics)}"
+            )
+        at = epoch_ms("timestamp", timestamp)
+        at = int(time.time() * 1000) if at is None else at
+        lines = [
+            {
+                "time": at,
+                "step": step + i,
+                "data": metric_data("metrics" if len(series) == 1 else f"metrics[{i}]", data),
+            }
+            for i, data in enumerate(series)
+        ]
+        # The ingest service requires X-Run-Id and X-Project-Name.
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "X-Run-Id": str(rid),
+            "X-Project-Name": project_name,
+        }
+        if run_name and run_name.isascii():
+            headers["X-Run-Name"] = run_name
+        service = self._ingest()
+        for start in range(0, len(lines), INGEST_BATCH):
+            batch = lines[start : start + INGEST_BATCH]
+            yield from service.call(INGEST_METRICS, content=_ndjson(batch), headers=headers)
+        return len(lines)

@@ -1,0 +1,56 @@
+"""Pluto's part of the provider metadata (see ``modelops_provider.get_provider_info``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelops_provider import TIMEOUT_FIELDS
+from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_INGEST_URL
+
+NAME = "Pluto (Trainy)"
+
+
+def _url_field(label: str, default: str, description: str) -> dict[str, Any]:
+    return {
+        "label": label,
+        "schema": {"type": ["string", "null"], "format": "uri", "default": default},
+        "description": f"{description} Default {default}.",
+    }
+
+
+INFO: dict[str, Any] = {
+    "integrations": [
+        {
+            "integration-name": NAME,
+            "external-doc-url": "https://docs.trainy.ai/",
+            "tags": ["service"],
+        }
+    ],
+    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.pluto.operators"]}],
+    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.pluto.hooks"]}],
+    "extra-links": ["modelops_provider.pluto.links.PlutoRunLink"],
+    "connection-types": [
+        {
+            "connection-type": "pluto",
+            "hook-class-name": "modelops_provider.pluto.hooks.PlutoHook",
+            "hook-name": NAME,
+            "conn-fields": {
+                "api_url": _url_field("API URL", DEFAULT_API_URL, "Pluto's API service."),
+                "ingest_url": _url_field(
+                    "Ingest URL", DEFAULT_INGEST_URL, "Pluto's ingest service (metrics)."
+                ),
+                "app_url": _url_field(
+                    "App URL",
+                    DEFAULT_APP_URL,
+                    "Pluto's web app, where the 'Pluto run' link points (set it for a self-hosted server).",
+                ),
+                **TIMEOUT_FIELDS,
+            },
+            "ui-field-behaviour": {
+                "hidden-fields": ["host", "port", "schema", "login", "description"],
+                "relabeling": {"password": "API key"},
+                "placeholders": {"password": "mlps_... or mlpi_... (from the Pluto app's API keys page)"},
+            },
+        }
+    ],
+}

@@ -1,0 +1,56 @@
+"""Pluto response models and status values: tolerant of additions (unknown fields are kept) and of
+documented optional fields being absent."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class RunStatus(StrEnum):
+    """The statuses ``POST /api/runs/status/update`` accepts."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TERMINATED = "TERMINATED"
+    CANCELLED = "CANCELLED"
+
+
+class PlutoModel(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The object as Pluto spelled it (camelCase, unknown fields included), JSON-able."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class PlutoRun(PlutoModel):
+    """The answer of ``runs/create`` and ``runs/resume``."""
+
+    run_id: int
+    number: int | None = None
+    display_id: str | None = None  # "PREFIX-N"
+    project_name: str = ""
+    organization_slug: str = ""
+    url: str = ""
+    resumed: bool = False
+
+
+class Success(PlutoModel):
+    success: bool = True
+
+
+class AuthValidation(PlutoModel):
+    """``GET /api/runs/auth/validate``."""
+
+    valid: bool = False
+    organization: dict[str, Any] = {}
+    user: dict[str, Any] = {}

@@ -1,0 +1,385 @@
+"""Open a Pluto run when a DAG run starts (setup task) and close it with the DAG run's outcome
+(teardown task).
+
+Usage::
+
+    start = PlutoStartRunOperator(task_id="pluto_start", project_name="training")
+    finish = PlutoFinishRunOperator(task_id="pluto_finish", metrics_from_xcom={"tests": "verify"})
+    start.as_setup() >> train >> verify >> finish.as_teardown(setups=start)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+
+from modelops_provider.pluto import DEFAULT_CONN_ID
+from modelops_provider.pluto.links import PlutoRunLink
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+# Task states that make the tracked DAG run FAILED.
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+# Where a value comes from: a task id (its return value) or [task id, XCom key].
+XComRef = str | Sequence[str]
+
+
+def default_external_id(dag_id: str, run_id: str) -> str:
+    """The Pluto ``externalId`` of a DAG run: stable across task retries and cleared re-runs.
+
+    DAG ids cannot contain ':', so the id is unambiguous. Several Airflow deployments tracking the
+    same DAG into the same Pluto project should pass their own ``external_id`` (e.g. with a prefix).
+    """
+    return f"airflow:{dag_id}:{run_id}"
+
+
+def dag_run_config(context: Context) -> dict[str, Any]:
+    """The DAG run's params with its conf on top, made JSON-able (other values become strings)."""
+    params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    merged = {**{k: params[k] for k in params}, **dict(conf)}
+    return json.loads(json.dumps(merged, default=str))  # type: ignore[no-any-return]
+
+
+def airflow_metadata(context: Context) -> dict[str, Any]:
+    ti = context["ti"]
+    dag_run = context.get("dag_run")
+    logical_date = context.get("logical_date")
+    return {
+        "dagId": ti.dag_id,
+        "dagRunId": ti.run_id,
+        "runType": str(getattr(dag_run, "run_type", "") or "") or None,
+        "logicalDate": logical_date.isoformat() if logical_date else None,
+    }
+
+
+def decide_status(task_states: Mapping[str, str | None]) -> tuple[str, dict[str, list[str]]]:
+    """COMPLETED when no tracked task failed, else FAILED; with the task ids per kind of failure."""
+    failed = sorted({t for t, s in task_states.items() if s == "failed"})
+    upstream_failed = sorted({t for t, s in task_states.items() if s == "upstream_failed"})
+    status = "FAILED" if failed or upstream_failed else "COMPLETED"
+    return status, {"failedTasks": failed, "upstreamFailedTasks": upstream_failed}
+
+
+def _check_refs(name: str, refs: Mapping[str, Any] | None) -> dict[str, tuple[str, str]]:
+    """``{name: task_id | [task_id, key]}`` as ``{name: (task_id, key)}``; ValueError if malformed."""
+    if refs is None:
+        return {}
+    if not isinstance(refs, Mapping):
+        raise ValueError(
+            f"{name} must be a mapping of name to a task id or [task id, XCom key], got {refs!r}"
+        )
+    out: dict[str, tuple[str, str]] = {}
+    for key, ref in refs.items():
+        if isinstance(ref, str) and ref:
+            out[str(key)] = (ref, "return_value")
+        elif (
+            isinstance(ref, Sequence)
+            and not isinstance(ref, str)
+            and len(ref) == 2
+            and all(isinstance(p, str) and p for p in ref)
+        ):
+            out[str(key)] = (ref[0], ref[1])
+        else:
+            raise ValueError(f"{name}[{key!r}] must be a task id or [task id, XCom key], got {ref!r}")
+    return out
+
+
+class PlutoStartRunOperator(BaseOperator):
+    """Open the Pluto run of this DAG run (use it as a setup task); a retry or a cleared re-run of the
+    DAG run resumes the same Pluto run (Pluto's ``externalId``), which goes back to RUNNING.
+
+    Pushes ``runId``, ``displayId`` and ``url`` to XCom and the "Pluto run" link; returns the run
+    (``runId``, ``displayId``, ``projectName``, ``url``, ``resumed``, ``externalId``, ``runName``, ...).
+
+    :param project_name: Pluto project (created if missing). Templated.
+    :param run_name: default ``<dag_id>/<run_id>``. Templated.
+    :param external_id: default ``airflow:<dag_id>:<run_id>``. Templated.
+    :param tags: list of tags; on a resumed run they replace the run's tags. Templated.
+    :param config: dict or JSON-object string; default the DAG run's params with its conf on top.
+        Pluto deep-merges it into the config of a resumed run. Templated.
+    :param system_metadata: dict or JSON-object string, stored with an ``airflow`` entry (DAG id,
+        run id, run type, logical date) added. Templated.
+    :param pluto_conn_id: Airflow connection of type ``pluto``.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_name",
+        "run_name",
+        "external_id",
+        "tags",
+        "config",
+        "system_metadata",
+        "pluto_conn_id",
+    )
+    template_fields_renderers = {"config": "json", "system_metadata": "json"}
+    operator_extra_links = (PlutoRunLink(),)
+    ui_color = "#e8defc"
+
+    def __init__(
+        self,
+        *,
+        project_name: str,
+        run_name: str | None = None,
+        external_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        config: Mapping[str, Any] | str | None = None,
+        system_metadata: Mapping[str, Any] | str | None = None,
+        pluto_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_name = project_name
+        self.run_name = run_name
+        self.external_id = external_id
+        self.tags = tags
+        self.config = config
+        self.system_metadata = system_metadata
+        self.pluto_conn_id = pluto_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from modelops_provider.pluto.api import json_object
+        from modelops_provider.pluto.hooks import PlutoHook
+
+        ti = context["ti"]
+        external_id = (
+            self.external_id if self.external_id is not None else default_external_id(ti.dag_id, ti.run_id)
+        )
+        run_name = self.run_name if self.run_name is not None else f"{ti.dag_id}/{ti.run_id}"
+        config = self.config if self.config is not None else dag_run_config(context)
+        user_metadata = json_object("system_metadata", self.system_metadata)
+        system_metadata = {
+            **(json.loads(user_metadata) if user_metadata else {}),
+            "airflow": airflow_metadata(context),
+        }
+        hook = PlutoHook(self.pluto_conn_id)
+        run = hook.create_run(
+            self.project_name,
+            run_name,
+            external_id=external_id,
+            tags=self.tags,
+            config=config,
+            system_metadata=system_metadata,
+        )
+        if run.resumed and self.tags is not None:
+            hook.update_tags(run.run_id, self.tags)
+        url = hook.run_url(run)
+        self.log.info(
+            "%s Pluto run %s (runId %s, externalId %r) in project %r",
+            "Resumed" if run.resumed else "Created",
+            run.display_id or run.run_id,
+            run.run_id,
+            external_id,
+            run.project_name or self.project_name,
+        )
+        self.log.info("Pluto run: %s", url)
+        ti.xcom_push(key="runId", value=run.run_id)
+        ti.xcom_push(key="displayId", value=run.display_id)
+        ti.xcom_push(key="url", value=url)
+        PlutoRunLink.push(context, url)
+        return {
+            **run.to_json(),
+            "projectName": run.project_name or self.project_name,
+            "url": url,
+            "externalId": external_id,
+            "runName": run_name,
+        }
+
+
+class PlutoFinishRunOperator(BaseOperator):
+    """Close the Pluto run of this DAG run with its outcome (use it as a teardown task).
+
+    Sets COMPLETED when no task of the DAG run failed, FAILED otherwise, with the failed and
+    upstream-failed task ids in ``statusMetadata``. Teardown tasks other than this one count only
+    when they fail the DAG run (``on_failure_fail_dagrun``), as Airflow itself decides. Before the
+    status it optionally merges config and logs one metrics record; values missing from XCom (their
+    task did not run) are skipped. The status is set even when config or metrics fail; the task then
+    fails with that error.
+
+    Without ``as_teardown()`` it runs with trigger rule ``all_done``.
+
+    :param start_task_id: the PlutoStartRunOperator whose run to close; default the only one upstream.
+    :param metrics: ``{name: number}`` (numeric strings are accepted, as templates render them). Templated.
+    :param metrics_from_xcom: ``{name: task_id | [task_id, key]}``; a number is logged as ``name``, a
+        dict's numeric leaves as ``name/<key>`` (other leaves are skipped).
+    :param config: dict or JSON-object string, deep-merged into the run's config. Templated.
+    :param config_from_xcom: ``{config key: task_id | [task_id, key]}``, any JSON value.
+    :param step: the metrics record's step.
+    :param pluto_conn_id: Airflow connection of type ``pluto``.
+    """
+
+    template_fields: Sequence[str] = ("start_task_id", "metrics", "config", "pluto_conn_id")
+    template_fields_renderers = {"metrics": "json", "config": "json"}
+    operator_extra_links = (PlutoRunLink(),)
+    ui_color = "#e8defc"
+
+    def __init__(
+        self,
+        *,
+        start_task_id: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        metrics_from_xcom: Mapping[str, XComRef] | None = None,
+        config: Mapping[str, Any] | str | None = None,
+        config_from_xcom: Mapping[str, XComRef] | None = None,
+        step: int = 0,
+        pluto_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.start_task_id = start_task_id
+        self.metrics = metrics
+        self.metrics_from_xcom = _check_refs("metrics_from_xcom", metrics_from_xcom)
+        self.config = config
+        self.config_from_xcom = _check_refs("config_from_xcom", config_from_xcom)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an integer >= 0, got {step!r}")
+        self.step = step
+        self.pluto_conn_id = pluto_conn_id
+
+    # --- what to close, and with which outcome -----------------------------------------------
+    def _start_task_id(self) -> str:
+        if self.start_task_id:
+            return self.start_task_id
+        starts = sorted(
+            t.task_id for t in self.get_flat_relatives(upstream=True) if isinstance(t, PlutoStartRunOperator)
+        )
+        if len(starts) != 1:
+            raise ValueError(
+                f"start_task_id is not set and {len(starts)} PlutoStartRunOperator tasks are upstream "
+                f"of {self.task_id!r} ({starts}); set start_task_id"
+            )
+        return starts[0]
+
+    def tracked_task_states(self, context: Context) -> dict[str, str | None]:
+        """States of the DAG run's tasks (mapped instances folded into their task id), minus this task
+        and teardowns that do not fail the DAG run."""
+        ti = context["ti"]
+        raw = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        tasks = self.dag.task_dict if self.dag else {}
+        states: dict[str, str | None] = {}
+        for key, state in raw.items():
+            task_id = key
+            if key not in tasks and (m := re.fullmatch(r"(.+)_(\d+)", key)) and m.group(1) in tasks:
+                task_id = m.group(1)  # a mapped instance: "<task_id>_<map_index>"
+            task = tasks.get(task_id)
+            if task_id == self.task_id or (
+                task is not None and task.is_teardown and not task.on_failure_fail_dagrun
+            ):
+                continue
+            if states.get(task_id) not in FAILED_STATES:
+                states[task_id] = state
+        return states
+
+    # --- values pulled from XCom ------------------------------------------------------------
+    def _pull(self, context: Context, what: str, name: str, ref: tuple[str, str]) -> Any:
+        value = context["ti"].xcom_pull(task_ids=ref[0], key=ref[1])
+        if value is None:
+            self.log.warning("%s[%r]: no XCom %r of task %r; skipped", what, name, ref[1], ref[0])
+        return value
+
+    def _metrics(self, context: Context) -> dict[str, float | int]:
+        from modelops_provider.pluto.api import metric_data, metric_value
+
+        data: dict[str, float | int] = dict(metric_data("metrics", self.metrics)) if self.metrics else {}
+        for name, ref in self.metrics_from_xcom.items():
+            value = self._pull(context, "metrics_from_xcom", name, ref)
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                data[name] = metric_value(f"metrics_from_xcom[{name!r}] (XCom of {ref[0]!r})", value)
+                continue
+            skipped = []
+            for leaf, number in _flatten(name, value):
+                try:
+                    data[leaf] = metric_value(leaf, number)
+                except ValueError:
+                    skipped.append(leaf)
+            if skipped:
+                self.log.info("metrics_from_xcom[%r]: not numbers, not logged: %s", name, ", ".join(skipped))
+        return data
+
+    def _config(self, context: Context) -> dict[str, Any]:
+        from modelops_provider.pluto.api import json_object
+
+        text = json_object("config", self.config)
+        config: dict[str, Any] = json.loads(text) if text else {}
+        for key, ref in self.config_from_xcom.items():
+            value = self._pull(context, "config_from_xcom", key, ref)
+            if value is not None:
+                config[key] = value
+        if config:
+            json_object("config_from_xcom", config)  # JSON-able, or ValueError before any request
+        return config
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from modelops_provider.pluto.api import require_run_id
+        from modelops_provider.pluto.hooks import PlutoHook
+
+        ti = context["ti"]
+        start_task_id = self._start_task_id()
+        run = ti.xcom_pull(task_ids=start_task_id)
+        if not isinstance(run, Mapping) or run.get("runId") is None:
+            raise AirflowException(
+                f"no Pluto run to finish: task {start_task_id!r} returned none "
+                "(did it succeed in this DAG run?)"
+            )
+        run_id = require_run_id(run["runId"], f"runId (XCom of {start_task_id!r})")
+        # Everything is read and checked before the first request.
+        states = self.tracked_task_states(context)
+        status, failures = decide_status(states)
+        metadata = {"dagId": ti.dag_id, "dagRunId": ti.run_id, **failures}
+        metrics = self._metrics(context)
+        config = self._config(context)
+        hook = PlutoHook(self.pluto_conn_id)
+        hook.get_conn()  # the connection (API key, URLs) is checked before any request
+        url = run.get("url") or ""
+        PlutoRunLink.push(context, url)
+
+        error: Exception | None = None
+        if config:
+            try:
+                hook.update_config(run_id, config)
+            except Exception as exc:
+                self.log.error("Could not update the config of Pluto run %s: %s", run_id, exc)
+                error = exc
+        if metrics:
+            try:
+                hook.log_metrics(
+                    run_id, run["projectName"], metrics, step=self.step, run_name=run.get("runName")
+                )
+                self.log.info("Logged %d metric(s) to Pluto run %s: %s", len(metrics), run_id, metrics)
+            except Exception as exc:
+                self.log.error("Could not log metrics to Pluto run %s: %s", run_id, exc)
+                error = error or exc
+        hook.update_status(run_id, status, status_metadata=metadata)
+        self.log.info(
+            "Pluto run %s -> %s%s: %s",
+            run.get("displayId") or run_id,
+            status,
+            ""
+            if status == "COMPLETED"
+            else f" (failed: {failures['failedTasks']}, upstream failed: {failures['upstreamFailedTasks']})",
+            url,
+        )
+        if error is not None:
+            raise error
+        return {"runId": run_id, "status": status, "url": url, "metrics": metrics, **metadata}
+
+
+def _flatten(prefix: str, value: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        name = f"{prefix}/{key}"
+        if isinstance(item, Mapping):
+            out.extend(_flatten(name, item))
+        else:
+            out.append((name, item))
+    return out
