@@ -1,0 +1,294 @@
+"""DuckLake Model Runs endpoints, each described once, and the calls built from them.
+
+Paths are relative to the connection's base URL, which carries the ``/v1`` prefix. Every method
+returns a *call* (see :mod:`modelops_provider.core.transport`) that the hook runs with a sync or an
+async client. Arguments are checked before any request is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from modelops_provider.core.errors import AmbiguousRequestError, ApiError, InvalidArgumentError, ServerError
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first, paged
+from modelops_provider.core.validation import require_uuid
+from modelops_provider.core.waiting import Outcome, Snapshot
+from modelops_provider.ducklake.models import (
+    ModelRun,
+    ModelRunStep,
+    ModelRunStepList,
+    ModelTestResult,
+    ModelTestResultList,
+    PaginatedModelRuns,
+)
+from modelops_provider.ducklake.report import RunReport, parse_timestamp
+from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot, step_outcome
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIST_MODEL_RUNS: Endpoint[PaginatedModelRuns] = Endpoint("GET", "/model-runs", PaginatedModelRuns)
+TRIGGER_MODEL_RUN: Endpoint[ModelRun] = Endpoint("POST", "/model-runs", ModelRun, creates=True)
+GET_MODEL_RUN: Endpoint[ModelRun] = Endpoint("GET", "/model-runs/{run_id}", ModelRun)
+# The 2026-03-01 API; newer servers moved cancel to ``/cancellations``. Either may answer with no body.
+CANCEL_MODEL_RUN: Endpoint[ModelRun | None] = Endpoint("POST", "/model-runs/{run_id}/cancel", ModelRun | None)
+CANCEL_MODEL_RUN_NEWER: Endpoint[ModelRun | None] = Endpoint(
+    "POST", "/model-runs/{run_id}/cancellations", ModelRun | None
+)
+LIST_MODEL_RUN_STEPS: Endpoint[ModelRunStepList] = Endpoint("GET", "/model-runs/{run_id}/steps", ModelRunStepList)
+LIST_MODEL_TEST_RESULTS: Endpoint[ModelTestResultList] = Endpoint(
+    "GET", "/model-runs/{run_id}/steps/{step_id}/test-results", ModelTestResultList
+)
+
+# Statuses that mean "this route does not exist here" for the cancel fallback.
+ROUTE_MISSING = (404, 405)
+# Which cancel route answered, per connection and base URL, for the life of the process.
+_CANCEL_ROUTES: dict[tuple[str, str], Endpoint[ModelRun | None]] = {}
+_CANCEL_ROUTES_LOCK = threading.Lock()
+
+# How far before our trigger request a run found after an ambiguous trigger may have been created
+# (client/server clock skew allowance).
+TRIGGER_MATCH_SKEW_S = 30.0
+MAX_RESULTS_LIMIT = 1000
+NO_SPACE = re.compile(r"^\S+$")
+NAME_MAX = 255
+
+
+def require_project_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not NO_SPACE.match(value) or len(value) > NAME_MAX:
+        raise ValueError(
+            f"{name} must be a non-empty name without whitespace (at most {NAME_MAX} characters), got {value!r}"
+        )
+    return value
+
+
+def require_model_names(name: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a list of model names (or None for every model), got {value!r}")
+    names = list(value)
+    if len(names) > MAX_RESULTS_LIMIT:
+        raise ValueError(f"{name} may hold at most {MAX_RESULTS_LIMIT} names, got {len(names)}")
+    for item in names:
+        if not isinstance(item, str) or not item.strip() or item != item.lstrip() or len(item) > NAME_MAX:
+            raise ValueError(f"{name} must hold non-empty model names, got {item!r} in {value!r}")
+    return names
+
+
+def require_bool(name: str, value: Any) -> bool:
+    """A boolean; the strings 'true'/'false' (what a rendered template gives) are accepted too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
+def require_status(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in RUN_STATUSES:
+        raise ValueError(f"{name} must be one of {', '.join(RUN_STATUSES)}, got {value!r}")
+    return str(value)
+
+
+def require_max_results(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULTS_LIMIT:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_RESULTS_LIMIT}, got {value!r}")
+    return value
+
+
+def collect(fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]) -> Call[list[T]]:
+    """Every item of a (possibly) paged list endpoint, inside one call."""
+    items: list[T] = []
+    pages = paged(fetch)
+    try:
+        thunk = next(pages)
+        while True:
+            page = yield from thunk()
+            items.extend(page[0])
+            thunk = pages.send(page)
+    except StopIteration:
+        return items
+
+
+def _same_request(run: ModelRun, body: dict[str, Any], since: float) -> bool:
+    """Could ``run`` be the one our (ambiguous) trigger request created?"""
+    if run.project_name != body["project_name"]:
+        return False
+    created = parse_timestamp(run.created_at)
+    if created is None or created < since:
+        return False
+    if run.trigger_type not in (None, "MANUAL"):
+        return False
+    if run.full_refresh is not None and run.full_refresh != body["full_refresh"]:
+        return False
+    wanted = body.get("model_names")
+    return wanted is None or sorted(run.model_names or []) == sorted(wanted)
+
+
+class DuckLakeApi:
+    """Call builders over one DuckLake service (resolved lazily, so async code can resolve it first)."""
+
+    def __init__(self, service: Callable[[], Service], conn_id: str) -> None:
+        self._service = service
+        self.conn_id = conn_id
+
+    # --- runs ---------------------------------------------------------------------------------
+    def list_model_runs_page(
+        self, *, status: str | None = None, max_results: int | None = None, page_token: str | None = None
+    ) -> Call[tuple[list[ModelRun], str | None]]:
+        require_status("status", status)
+        require_max_results("max_results", max_results)
+        page = yield from self._service().call(
+            LIST_MODEL_RUNS, query={"status": status, "max_results": max_results, "page_token": page_token}
+        )
+        return page.data, page.next_page_token
+
+    def pages(
+        self, *, status: str | None = None, max_results: int | None = None
+    ) -> Callable[[str | None], Call[tuple[list[ModelRun], str | None]]]:
+        """The page fetcher of the runs list (arguments are checked now, not at the first page)."""
+        require_status("status", status)
+        require_max_results("max_results", max_results)
+        return lambda token: self.list_model_runs_page(status=status, max_results=max_results, page_token=token)
+
+    def trigger_model_run(
+        self, project_name: str, model_names: Sequence[str] | None = None, full_refresh: bool = False
+    ) -> Call[ModelRun]:
+        """Trigger a run. Never triggers twice: after an ambiguous failure (no answer, or a 5xx) it
+        looks for a run of the same request created since, and adopts it."""
+        body: dict[str, Any] = {
+            "project_name": require_project_name("project_name", project_name),
+            "full_refresh": require_bool("full_refresh", full_refresh),
+        }
+        names = require_model_names("model_names", model_names)
+        if names is not None:
+            body["model_names"] = names
+        service = self._service()
+        asked_at = time.time()
+        try:
+            run = yield from service.call(TRIGGER_MODEL_RUN, json=body)
+        except AmbiguousRequestError as exc:
+            log.warning(
+                "Trigger of a %s model run may or may not have happened (%s); looking for it", project_name, exc
+            )
+            since = asked_at - TRIGGER_MATCH_SKEW_S
+            found = yield from find_first(self.pages(), lambda r: _same_request(r, body, since))
+            if found is not None:
+                log.warning(
+                    "Found run %s created at %s: adopting it instead of triggering again", found.id, found.created_at
+                )
+                return found
+            log.warning("No %s run was created since the ambiguous trigger; triggering again", project_name)
+            run = yield from service.call(TRIGGER_MODEL_RUN, json=body)
+        if not run.id:
+            raise ServerError(
+                "the trigger answer carries no run id", method="POST", path="/model-runs", service=service.name
+            )
+        return run
+
+    def get_model_run(self, run_id: str) -> Call[ModelRun]:
+        run_id = require_uuid("run_id", run_id)
+        return (yield from self._service().call(GET_MODEL_RUN, path={"run_id": run_id}))
+
+    def model_run_snapshot(self, run_id: str) -> Call[Snapshot]:
+        return run_snapshot((yield from self.get_model_run(run_id)))
+
+    # --- cancel -------------------------------------------------------------------------------
+    def cancel_model_run(self, run_id: str) -> Call[ModelRun | None]:
+        """Cancel a PENDING or RUNNING run (a finished run answers 400).
+
+        Tries ``POST .../cancel`` (the 2026-03-01 API); if that route answers 404 or 405, tries
+        ``POST .../cancellations`` (newer servers) once. The route that exists is remembered for this
+        connection for the life of the process, and tried first next time.
+        """
+        run_id = require_uuid("run_id", run_id)
+        service = self._service()
+        key = (self.conn_id, service.base_url)
+        first = _CANCEL_ROUTES.get(key, CANCEL_MODEL_RUN)
+        other = CANCEL_MODEL_RUN_NEWER if first is CANCEL_MODEL_RUN else CANCEL_MODEL_RUN
+        try:
+            run = yield from service.call(first, path={"run_id": run_id})
+        except ApiError as exc:
+            if exc.status not in ROUTE_MISSING:
+                self._remember(key, first)  # the route exists; the run could not be cancelled
+                raise
+            log.info("%s answered HTTP %s; trying %s", first.path, exc.status, other.path)
+            try:
+                run = yield from service.call(other, path={"run_id": run_id})
+            except ApiError as exc2:
+                if exc2.status in ROUTE_MISSING:
+                    # Neither route took it: report a 404 (the run may not exist), the first one if both are.
+                    raise (exc2 if exc.status != 404 and exc2.status == 404 else exc) from None
+                self._remember(key, other)
+                raise
+            self._remember(key, other)
+            return run
+        self._remember(key, first)
+        return run
+
+    @staticmethod
+    def _remember(key: tuple[str, str], endpoint: Endpoint[ModelRun | None]) -> None:
+        with _CANCEL_ROUTES_LOCK:
+            if _CANCEL_ROUTES.get(key, CANCEL_MODEL_RUN) is not endpoint:
+                log.info("DuckLake connection %r: cancelling with %s from now on", key[0], endpoint.path)
+            _CANCEL_ROUTES[key] = endpoint
+
+    def cancel_if_running(self, run_id: str) -> Call[ModelRun | None]:
+        """Cancel a run; a run that already finished (the platform answers 400) is not an error."""
+        try:
+            return (yield from self.cancel_model_run(run_id))
+        except InvalidArgumentError as exc:
+            run = yield from self.get_model_run(run_id)
+            if not run_outcome(run.status).terminal:
+                raise
+            log.info("DuckLake model run %s already ended %s; nothing to cancel (%s)", run_id, run.status, exc.message)
+            return run
+
+    # --- steps and test results ---------------------------------------------------------------
+    def list_model_run_steps_page(
+        self, run_id: str, page_token: str | None = None
+    ) -> Call[tuple[list[ModelRunStep], str | None]]:
+        run_id = require_uuid("run_id", run_id)
+        page = yield from self._service().call(
+            LIST_MODEL_RUN_STEPS, path={"run_id": run_id}, query={"page_token": page_token}
+        )
+        return page.data, page.next_page_token
+
+    def list_model_run_steps(self, run_id: str) -> Call[list[ModelRunStep]]:
+        """Every step of a run (one per model). The list is not paged; a ``next_page_token`` is followed."""
+        run_id = require_uuid("run_id", run_id)
+        return (yield from collect(lambda token: self.list_model_run_steps_page(run_id, token)))
+
+    def list_model_test_results(self, run_id: str, step_id: str) -> Call[list[ModelTestResult]]:
+        run_id = require_uuid("run_id", run_id)
+        step_id = require_uuid("step_id", step_id)
+        page = yield from self._service().call(LIST_MODEL_TEST_RESULTS, path={"run_id": run_id, "step_id": step_id})
+        return page.data
+
+    def run_report(self, run_id: str, run: ModelRun | None = None) -> Call[RunReport]:
+        """A run's steps, and the test results of every step that ran."""
+        run_id = require_uuid("run_id", run_id)
+        if run is None:
+            run = yield from self.get_model_run(run_id)
+        steps = yield from self.list_model_run_steps(run_id)
+        tests: dict[str, list[ModelTestResult]] = {}
+        for step in steps:
+            if step_outcome(step.status) not in (Outcome.SUCCEEDED, Outcome.FAILED):
+                continue  # never ran: no tests
+            try:
+                step_id = require_uuid("step id", step.id)
+            except ValueError:
+                log.warning("Step of model %s has no usable id (%r); its tests are not read", step.model_name, step.id)
+                continue
+            tests[step_id] = yield from self.list_model_test_results(run_id, step_id)
+        return RunReport(run=run, steps=steps, tests=tests)

@@ -1,0 +1,162 @@
+"""DuckLakeHook: auth and endpoints of the DuckLake data platform's Model Runs API."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra
+from modelops_provider.core.secrets import mask
+from modelops_provider.core.transport import HeaderAuth, Service, bearer
+from modelops_provider.ducklake.api import DuckLakeApi
+from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+AUTH_TYPES = ("bearer", "api_key")
+DEFAULT_PATH_PREFIX = "/v1"
+UI_TEMPLATE_FIELDS = ("base_url", "run_id", "project_name")
+ASSET_SCHEME = "ducklake"
+
+
+@dataclass(frozen=True)
+class DuckLakeSettings:
+    """What the hook reads from its connection besides the address and the secret."""
+
+    host: str
+    ui_url_template: str | None
+
+
+def path_prefix(value: Any) -> str:
+    """``/v1`` by default; '' or '/' for none. Always one leading slash and no trailing one."""
+    if value is None:
+        return DEFAULT_PATH_PREFIX
+    if not isinstance(value, str) or any(c.isspace() for c in value) or "?" in value or "#" in value:
+        raise ValueError(f"connection extra 'path_prefix' must be a URL path like '/v1', got {value!r}")
+    value = value.strip("/")
+    return f"/{value}" if value else ""
+
+
+def ui_url_template(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"connection extra 'ui_url_template' must be a string, got {value!r}")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError:
+        names = {"<malformed>"}
+    unknown = names - set(UI_TEMPLATE_FIELDS)
+    if unknown or "run_id" not in names:
+        raise ValueError(
+            "connection extra 'ui_url_template' must contain {run_id} and may use "
+            f"{', '.join('{' + n + '}' for n in UI_TEMPLATE_FIELDS)}; got {value!r}"
+        )
+    return value
+
+
+class DuckLakeHook(ApiHook):
+    """Talks to a DuckLake data platform (``/v1`` API) with a JWT bearer token or an API key.
+
+    Connection: ``host`` (and ``port``); the password holds the secret. Extra: ``scheme``
+    (``https`` unless ``http``), ``path_prefix`` (default ``/v1``), ``auth_type`` (``bearer``, the
+    default, sends ``Authorization: Bearer <password>``; ``api_key`` sends ``X-API-Key: <password>``),
+    ``ui_url_template`` (for the extra link, e.g. ``https://ducklake.example.com/runs/{run_id}``),
+    plus the shared ``connect_timeout``, ``read_timeout``, ``retry_max_attempts``.
+    """
+
+    conn_name_attr = "ducklake_conn_id"
+    default_conn_name = "ducklake_default"
+    conn_type = "ducklake"
+    hook_name = "DuckLake data platform"
+
+    def __init__(self, ducklake_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(ducklake_conn_id, **kwargs)
+        self.api = DuckLakeApi(lambda: self.service, self.conn_id)
+        self._settings: DuckLakeSettings | None = None
+
+    def build_service(self, conn: Connection) -> Service:
+        extra = dict(conn.extra_dejson or {})
+        origin = split_host(conn.host, conn.port, extra.get("scheme") or None)
+        auth_type = str(extra.get("auth_type") or "bearer").strip().lower()
+        if auth_type not in AUTH_TYPES:
+            raise ValueError(
+                f"connection {self.conn_id!r}: extra 'auth_type' must be one of "
+                f"{', '.join(AUTH_TYPES)}, got {auth_type!r}"
+            )
+        if not conn.password:
+            raise ValueError(f"connection {self.conn_id!r} has no token or API key (password)")
+        mask(conn.password)
+        auth = bearer(conn.password) if auth_type == "bearer" else HeaderAuth("X-API-Key", conn.password)
+        self._settings = DuckLakeSettings(
+            host=urlsplit(origin).hostname or "",
+            ui_url_template=ui_url_template(extra.get("ui_url_template")),
+        )
+        return Service(
+            name="DuckLake",
+            base_url=origin + path_prefix(extra.get("path_prefix")),
+            auth=auth,
+            retry=self.retry_policy(extra),
+            timeout=timeout_from_extra(extra),
+            verify=str(extra.get("verify_ssl", True)).lower() not in ("false", "0", "no"),
+        )
+
+    @property
+    def settings(self) -> DuckLakeSettings:
+        self.get_conn()
+        assert self._settings is not None
+        return self._settings
+
+    # --- endpoints (sync); the trigger runs the same calls with acall() ----------------------
+    def list_model_runs(self, *, status: str | None = None, max_results: int | None = None) -> Iterator[ModelRun]:
+        """All runs (optionally of one status), lazily: the next page is fetched only when needed.
+        ``max_results`` is the page size (1-1000)."""
+        return self.iterate(self.api.pages(status=status, max_results=max_results))
+
+    def trigger_model_run(
+        self, project_name: str, model_names: Sequence[str] | None = None, full_refresh: bool = False
+    ) -> ModelRun:
+        return self.call(self.api.trigger_model_run(project_name, model_names, full_refresh))
+
+    def get_model_run(self, run_id: str) -> ModelRun:
+        return self.call(self.api.get_model_run(run_id))
+
+    def cancel_model_run(self, run_id: str) -> ModelRun | None:
+        """Cancel a PENDING or RUNNING run (400 on a finished one); falls back to ``/cancellations``."""
+        return self.call(self.api.cancel_model_run(run_id))
+
+    def list_model_run_steps(self, run_id: str) -> list[ModelRunStep]:
+        return self.call(self.api.list_model_run_steps(run_id))
+
+    def list_model_test_results(self, run_id: str, step_id: str) -> list[ModelTestResult]:
+        return self.call(self.api.list_model_test_results(run_id, step_id))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Lists one run: an authenticated read, so a wrong token or key is reported as such."""
+        from modelops_provider.core.errors import ApiError
+
+        try:
+            runs, _ = self.call(self.api.list_model_runs_page(max_results=1))
+        except (ApiError, ValueError) as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.service.base_url} ({'runs visible' if runs else 'no runs yet'})."
+
+    # --- links and assets -------------------------------------------------------------------
+    def run_url(self, run_id: str, project_name: str | None = None) -> str:
+        """The connection's ``ui_url_template`` filled in; without one, the run's API URL
+        (``<base URL>/model-runs/<run_id>``)."""
+        base = self.service.base_url
+        template = self.settings.ui_url_template
+        if template is None:
+            return f"{base}/model-runs/{quote(run_id, safe='')}"
+        return template.format(
+            base_url=base, run_id=quote(run_id, safe=""), project_name=quote(project_name or "", safe="")
+        )
+
+    def asset_uri(self, project_name: str, model_name: str) -> str:
+        """``ducklake://<host>/<project>/<model>`` (the host without port, so that the URI is stable)."""
+        return f"{ASSET_SCHEME}://{self.settings.host}/{quote(project_name, safe='')}/{quote(model_name, safe='')}"

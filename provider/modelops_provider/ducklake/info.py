@@ -1,0 +1,65 @@
+"""DuckLake's part of the provider metadata (see ``modelops_provider.get_provider_info``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelops_provider import TIMEOUT_FIELDS
+
+NAME = "DuckLake data platform"
+
+INFO: dict[str, Any] = {
+    "integrations": [
+        {
+            "integration-name": NAME,
+            "external-doc-url": "https://github.com/Yacobolo/ducklake-dataplatform",
+            "tags": ["service"],
+        }
+    ],
+    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.operators"]}],
+    "sensors": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.sensors"]}],
+    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.hooks"]}],
+    "triggers": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.triggers"]}],
+    "extra-links": ["modelops_provider.ducklake.links.DuckLakeModelRunLink"],
+    "connection-types": [
+        {
+            "connection-type": "ducklake",
+            "hook-class-name": "modelops_provider.ducklake.hooks.DuckLakeHook",
+            "hook-name": NAME,
+            "conn-fields": {
+                "scheme": {
+                    "label": "Scheme",
+                    "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+                    "description": "https unless set to http (only for a local sandbox).",
+                },
+                "path_prefix": {
+                    "label": "API path prefix",
+                    "schema": {"type": ["string", "null"]},
+                    "description": "Prefix of the API paths (default /v1).",
+                },
+                "auth_type": {
+                    "label": "Auth kind",
+                    "schema": {"type": ["string", "null"], "enum": ["bearer", "api_key", None]},
+                    "description": "bearer (default): the password is a JWT sent as 'Authorization: Bearer'; "
+                    "api_key: the password is an API key sent as 'X-API-Key'.",
+                },
+                "ui_url_template": {
+                    "label": "UI URL template",
+                    "schema": {"type": ["string", "null"]},
+                    "description": "Link to a run, e.g. https://ducklake.example.com/model-runs/{run_id} "
+                    "(may also use {project_name} and {base_url}). Default: the run's API URL.",
+                },
+                **TIMEOUT_FIELDS,
+            },
+            "ui-field-behaviour": {
+                "hidden-fields": ["schema", "login", "description"],
+                "relabeling": {"host": "DuckLake API host", "password": "JWT or API key"},
+                "placeholders": {
+                    "host": "ducklake.example.com",
+                    "port": "443",
+                    "password": "a JWT bearer token, or an API key (set Auth kind to api_key)",
+                },
+            },
+        }
+    ],
+}

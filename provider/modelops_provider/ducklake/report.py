@@ -1,0 +1,155 @@
+"""What a finished DuckLake model run did: its steps (one per model) and each step's test results,
+as a compact log table, a JSON-able summary, and the verdict of the test gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from modelops_provider.core.errors import JobFailedError
+from modelops_provider.core.waiting import Outcome, Snapshot
+from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
+from modelops_provider.ducklake.status import BULKY_RUN_FIELDS, BULKY_STEP_FIELDS, step_outcome, test_outcome
+
+if TYPE_CHECKING:
+    from modelops_provider.ducklake.hooks import DuckLakeHook
+
+
+def parse_timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def duration_s(item: ModelRunStep | ModelRun) -> float | None:
+    start, end = parse_timestamp(item.started_at), parse_timestamp(item.finished_at)
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def _clip(text: str | None, limit: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class RunReport:
+    run: ModelRun
+    steps: list[ModelRunStep]
+    # Test results by step id; steps that did not run (skipped, cancelled, pending) have none.
+    tests: dict[str, list[ModelTestResult]] = field(default_factory=dict)
+
+    def tests_of(self, step: ModelRunStep) -> list[ModelTestResult]:
+        return self.tests.get(step.id or "", [])
+
+    def built_steps(self) -> list[ModelRunStep]:
+        """Steps whose model was built successfully (each gets an asset event)."""
+        return [s for s in self.steps if step_outcome(s.status) is Outcome.SUCCEEDED]
+
+    def failed_steps(self) -> list[ModelRunStep]:
+        return [s for s in self.steps if step_outcome(s.status) is Outcome.FAILED]
+
+    def not_run_steps(self) -> list[ModelRunStep]:
+        return [s for s in self.steps if step_outcome(s.status) is Outcome.CANCELLED]
+
+    def failing_tests(self) -> list[tuple[ModelRunStep, ModelTestResult]]:
+        return [
+            (step, test)
+            for step in self.steps
+            for test in self.tests_of(step)
+            if test_outcome(test.status) is Outcome.FAILED
+        ]
+
+    # --- words --------------------------------------------------------------------------------
+    def failure_text(self) -> str:
+        """Why a FAILED or CANCELLED run failed: its error message, the failing and the unbuilt steps."""
+        parts = [self.run.error_message or f"run is {self.run.status}"]
+        failed = self.failed_steps()
+        if failed:
+            parts.append(
+                "failed models: "
+                + "; ".join(
+                    f"{s.model_name}" + (f" ({_clip(s.error_message)})" if s.error_message else "") for s in failed
+                )
+            )
+        not_run = self.not_run_steps()
+        if not_run:
+            parts.append("not built: " + ", ".join(f"{s.model_name} ({s.status})" for s in not_run))
+        return ". ".join(parts)
+
+    def test_failure_text(self) -> str:
+        failing = self.failing_tests()
+        items = []
+        for step, test in failing:
+            detail = f"{test.status}"
+            if test.rows_returned:
+                detail += f", {test.rows_returned} rows returned"
+            if test.error_message:
+                detail += f": {_clip(test.error_message)}"
+            items.append(f"{test.test_name} on model {step.model_name} ({detail})")
+        models = sorted({step.model_name or "?" for step, _ in failing})
+        return f"{len(failing)} test(s) failed on model(s) {', '.join(models)}: " + "; ".join(items)
+
+    def table(self) -> str:
+        """A compact table: one line per model, one indented line per test."""
+        rows: list[tuple[str, ...]] = [("model", "status", "rows affected", "duration")]
+        for step in self.steps:
+            took = duration_s(step)
+            rows.append(
+                (
+                    step.model_name or "?",
+                    step.status or "?",
+                    "-" if step.rows_affected is None else str(step.rows_affected),
+                    "-" if took is None else f"{took:.1f}s",
+                )
+            )
+            for test in self.tests_of(step):
+                returned = "-" if test.rows_returned is None else f"{test.rows_returned} rows returned"
+                rows.append((f"  test {test.test_name}", test.status or "?", returned, ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            for test in self.tests_of(step):
+                counts[test.status or "?"] = counts.get(test.status or "?", 0) + 1
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no tests"
+        head = f"DuckLake model run {self.run.id} {self.run.status}: {len(self.steps)} model(s), tests: {tally}"
+        return "\n".join([head, *lines])
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able ``{run, steps, tests}`` (without the bulky compiled manifest and SQL)."""
+        names = {s.id: s.model_name for s in self.steps}
+        tests = []
+        for step_id, results in self.tests.items():
+            for test in results:
+                tests.append(
+                    {**test.to_json(), "run_step_id": test.run_step_id or step_id, "model_name": names.get(step_id)}
+                )
+        return {
+            "run": self.run.to_json(exclude=BULKY_RUN_FIELDS),
+            "steps": [s.to_json(exclude=BULKY_STEP_FIELDS) for s in self.steps],
+            "tests": tests,
+        }
+
+
+def read_report(hook: DuckLakeHook, run_id: str, snap: Snapshot, log: Any) -> RunReport:
+    """Read a finished run's steps and test results, and log them as a table."""
+    report = hook.call(hook.api.run_report(run_id, run=ModelRun.model_validate(snap.data)))
+    log.info("%s", report.table())
+    return report
+
+
+def gate(report: RunReport, *, fail_on_test_failure: bool, what: str, log: Any) -> None:
+    """Raise if any test FAILed or ERRORed (or only warn, with ``fail_on_test_failure=False``)."""
+    if not report.failing_tests():
+        return
+    text = f"{what}: {report.test_failure_text()}"
+    if fail_on_test_failure:
+        raise JobFailedError(text)
+    log.warning("%s (fail_on_test_failure=False: not failing the task)", text)

@@ -1,0 +1,90 @@
+"""Sensors that wait on DuckLake."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelops_provider.core.errors import ApiError, JobFailedError
+from modelops_provider.core.sensors import PollingSensor
+from modelops_provider.core.transport import Call
+from modelops_provider.core.validation import require_uuid
+from modelops_provider.core.waiting import Outcome, Snapshot
+from modelops_provider.ducklake.api import require_bool
+from modelops_provider.ducklake.hooks import DuckLakeHook
+from modelops_provider.ducklake.links import DuckLakeModelRunLink
+from modelops_provider.ducklake.report import gate, read_report
+from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class DuckLakeModelRunSensor(PollingSensor):
+    """Wait for a DuckLake model run started elsewhere (a schedule, another DAG) to end.
+
+    Works in poke, reschedule (``mode="reschedule"``) and deferrable modes. Like the operator, it
+    logs the run's models and tests when the run ends, fails if the run FAILED or was CANCELLED or
+    (unless ``fail_on_test_failure=False``) if a test FAILed or ERRORed, and returns
+    ``{"run", "steps", "tests"}``. It never cancels the run: it did not start it.
+
+    :param run_id: the run's UUID (templated).
+    :param ducklake_conn_id: Airflow connection of type ``ducklake`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("run_id", "ducklake_conn_id")
+    operator_extra_links = (DuckLakeModelRunLink(),)
+    hook_class = DuckLakeHook
+    what = "DuckLake model run"
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        fail_on_test_failure: bool = True,
+        ducklake_conn_id: str = DuckLakeHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.fail_on_test_failure = require_bool("fail_on_test_failure", fail_on_test_failure)
+        self.ducklake_conn_id = ducklake_conn_id
+
+    @property
+    def conn_id(self) -> str:
+        return self.ducklake_conn_id
+
+    def validate(self) -> None:
+        self.run_id = require_uuid("run_id", self.run_id)
+
+    def describe(self) -> str:
+        return f"DuckLake model run {self.run_id}"
+
+    def push_links(self, context: Context) -> None:
+        DuckLakeModelRunLink.push(context, self.hook.run_url(self.run_id))
+
+    def check(self, hook: DuckLakeHook) -> Call[Snapshot]:
+        return hook.api.model_run_snapshot(self.run_id)
+
+    def make_trigger(self, deadline: float | None) -> DuckLakeModelRunTrigger:
+        return DuckLakeModelRunTrigger(
+            run_id=self.run_id,
+            conn_id=self.ducklake_conn_id,
+            poll_interval=float(self.poke_interval),
+            deadline=deadline,
+            cancel_on_kill=False,
+        )
+
+    def _settle(self, snap: Snapshot) -> Any:
+        try:
+            report = read_report(self.hook, self.run_id, snap, self.log)
+        except ApiError as exc:
+            if snap.outcome is Outcome.SUCCEEDED:
+                raise
+            raise JobFailedError(
+                f"{self.describe()} ended {snap.status}: {snap.reason} (its steps could not be read: {exc})"
+            ) from None
+        if snap.outcome is not Outcome.SUCCEEDED:
+            raise JobFailedError(f"{self.describe()} ended {snap.status}: {report.failure_text()}")
+        gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(), log=self.log)
+        return report.summary()

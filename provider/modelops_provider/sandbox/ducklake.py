@@ -1,0 +1,690 @@
+"""The DuckLake data platform's Model Runs API (``/v1``), as ``CONTRACTS.md`` section B and issue 4 describe it.
+
+* Runs go PENDING -> RUNNING -> SUCCESS | FAILED, one step per model, run one after the other in
+  the project's model order; after a failed model the later ones are SKIPPED and the run FAILS
+  ("one or more models failed"). Test results appear on a step once its model is built.
+* Cancel (``POST /v1/model-runs/{id}/cancel``; ``/cancellations`` as newer servers have it, when
+  enabled) moves a PENDING or RUNNING run to CANCELLED ("cancelled by <principal>") and its unfinished
+  steps to CANCELLED; on a finished run it answers 400.
+* Auth: ``Authorization: Bearer <JWT>`` (HS256, signed with the sandbox's secret) or ``X-API-Key``.
+* A token bucket per client answers 429 with ``Retry-After`` and ``X-RateLimit-*``; every answer
+  carries ``X-RateLimit-*``. Errors are ``{"code", "message"}``.
+* Paging: ``max_results`` (default 100, clamped to 1000) and ``page_token`` (base64 of the offset).
+
+Control API: ``POST /_sandbox/ducklake/models`` scripts a model, ``POST /_sandbox/ducklake/runs``
+starts a run as a schedule would, ``POST /_sandbox/ducklake/settings`` changes the cancel routes,
+the rate limit and the PENDING time. ``GET /ui/ducklake/model-runs/{id}`` is a page for the link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+if TYPE_CHECKING:
+    from modelops_provider.sandbox.app import SandboxState
+
+PREFIX = "/v1"
+JWT_SECRET = b"modelops-sandbox-ducklake-jwt-secret"
+JWT_SUBJECT = "sandbox-admin"
+API_KEY = "dlk_sandbox_0123456789abcdef"
+API_KEY_PRINCIPAL = "sandbox-api-key"
+SCHEDULER_PRINCIPAL = "scheduler"
+DEFAULT_PROJECT = "analytics"
+
+RUN_STATUSES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED")
+TEST_STATUSES = ("PASS", "FAIL", "ERROR")
+UNAUTHORIZED = "unauthorized: provide a valid JWT Bearer token or API key"
+MAX_RESULTS_DEFAULT = 100
+MAX_RESULTS_LIMIT = 1000
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def make_jwt(subject: str, *, expires_in: float = 10 * 365 * 86400, secret: bytes = JWT_SECRET) -> str:
+    """An HS256 JWT the sandbox accepts (``sub`` is the principal)."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = {"sub": subject, "iss": "modelops-sandbox", "iat": int(time.time()), "exp": int(time.time() + expires_in)}
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signature = _b64url(hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    return f"{header}.{payload}.{signature}"
+
+
+def jwt_subject(token: str) -> str | None:
+    """The JWT's subject if its signature and expiry are valid, else None."""
+    try:
+        header, payload, signature = token.split(".")
+        expected = _b64url(hmac.new(JWT_SECRET, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, signature):
+            return None
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(claims, dict) or float(claims.get("exp", 0)) <= time.time():
+        return None
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) and subject and not any(c.isspace() for c in subject) else None
+
+
+SANDBOX_JWT = make_jwt(JWT_SUBJECT)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    name: str
+    status: str = "PASS"
+    rows_returned: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    project: str
+    name: str
+    outcome: str = "SUCCESS"
+    duration_s: float = 1.0
+    rows_affected: int = 1000
+    tests: tuple[TestSpec, ...] = ()
+    error_message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "name": self.name,
+            "outcome": self.outcome,
+            "duration_s": self.duration_s,
+            "rows_affected": self.rows_affected,
+            "tests": [{"name": t.name, "status": t.status, "rows_returned": t.rows_returned} for t in self.tests],
+        }
+
+
+@dataclass
+class Step:
+    id: str
+    model: ModelSpec
+    start: float
+    end: float
+    created: float
+    depends_on: list[str]
+    test_ids: list[tuple[str, str]]  # (result id, test id) per test
+
+
+@dataclass
+class Run:
+    id: str
+    project: str
+    model_names: list[str]
+    full_refresh: bool
+    trigger_type: str
+    triggered_by: str
+    created: float
+    running_at: float
+    steps: list[Step]
+    cancelled_at: float | None = None
+    cancelled_by: str | None = None
+
+    def _failed_index(self) -> int | None:
+        return next((i for i, s in enumerate(self.steps) if s.model.outcome == "FAILED"), None)
+
+    @property
+    def natural_end(self) -> float:
+        failed = self._failed_index()
+        if failed is not None:
+            return self.steps[failed].end
+        return self.steps[-1].end if self.steps else self.running_at
+
+    def _status_at(self, t: float) -> str:
+        if t < self.running_at:
+            return "PENDING"
+        if t < self.natural_end:
+            return "RUNNING"
+        return "FAILED" if self._failed_index() is not None else "SUCCESS"
+
+    def status(self, now: float) -> str:
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            return "CANCELLED"
+        return self._status_at(now)
+
+    def finished_at(self, now: float) -> float | None:
+        status = self.status(now)
+        if status == "CANCELLED":
+            return self.cancelled_at
+        return self.natural_end if status in ("SUCCESS", "FAILED") else None
+
+    def step_status_at(self, index: int, t: float) -> str:
+        failed = self._failed_index()
+        step = self.steps[index]
+        if failed is not None and index > failed:
+            return "SKIPPED" if t >= self.steps[failed].end else "PENDING"
+        if t < step.start:
+            return "PENDING"
+        if t < step.end:
+            return "RUNNING"
+        return step.model.outcome
+
+    def step_status(self, index: int, now: float) -> str:
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            before = self.step_status_at(index, self.cancelled_at)
+            return "CANCELLED" if before in ("PENDING", "RUNNING") else before
+        return self.step_status_at(index, now)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        status = self.status(now)
+        manifest = {"version": 1, "models": [{"model_name": f"{self.project}.{s.model.name}"} for s in self.steps]}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": status,
+            "trigger_type": self.trigger_type,
+            "triggered_by": self.triggered_by,
+            "model_names": list(self.model_names),
+            "project_name": self.project,
+            "full_refresh": self.full_refresh,
+            "compile_manifest": json.dumps(manifest, separators=(",", ":")),
+            "compile_diagnostics": {"warnings": [], "errors": []},
+            "created_at": _iso(self.created),
+        }
+        started = (
+            self.running_at
+            if now >= self.running_at and (self.cancelled_at is None or self.cancelled_at >= self.running_at)
+            else None
+        )
+        if started is not None:
+            body["started_at"] = _iso(started)
+        finished = self.finished_at(now)
+        if finished is not None:
+            body["finished_at"] = _iso(finished)
+        if status == "FAILED":
+            body["error_message"] = "one or more models failed"
+        elif status == "CANCELLED":
+            body["error_message"] = f"cancelled by {self.cancelled_by}"
+        return body
+
+    def step_json(self, index: int, now: float) -> dict[str, Any]:
+        step = self.steps[index]
+        status = self.step_status(index, now)
+        sql = f'CREATE OR REPLACE TABLE "{self.project}"."{step.model.name}" AS SELECT * FROM source_{step.model.name}'
+        body: dict[str, Any] = {
+            "id": step.id,
+            "run_id": self.id,
+            "model_name": step.model.name,
+            "compiled_sql": sql,
+            "compiled_hash": "sha256:" + hashlib.sha256(sql.encode()).hexdigest(),
+            "depends_on": list(step.depends_on),
+            "vars_used": [],
+            "macros_used": [],
+            "status": status,
+            "created_at": _iso(step.created),
+        }
+        ran = status in ("SUCCESS", "FAILED", "RUNNING") or (
+            status == "CANCELLED" and self.cancelled_at is not None and self.cancelled_at >= step.start
+        )
+        if ran:
+            body["started_at"] = _iso(step.start)
+        if status in ("SUCCESS", "FAILED"):
+            body["finished_at"] = _iso(step.end)
+        elif status == "CANCELLED" and ran and self.cancelled_at is not None:
+            body["finished_at"] = _iso(self.cancelled_at)
+        if status == "SUCCESS":
+            body["rows_affected"] = step.model.rows_affected
+        if status == "FAILED":
+            body["error_message"] = step.model.error_message or (
+                f'model {step.model.name} failed: Catalog Error: Table "source_{step.model.name}" does not exist'
+            )
+        return body
+
+    def test_results_json(self, index: int, now: float) -> list[dict[str, Any]]:
+        step = self.steps[index]
+        if self.step_status(index, now) != "SUCCESS":
+            return []
+        results = []
+        for spec, (result_id, test_id) in zip(step.model.tests, step.test_ids, strict=True):
+            body: dict[str, Any] = {
+                "id": result_id,
+                "run_step_id": step.id,
+                "test_id": test_id,
+                "test_name": spec.name,
+                "status": spec.status,
+                "rows_returned": spec.rows_returned,
+                "created_at": _iso(step.end),
+            }
+            if spec.status == "FAIL":
+                body["error_message"] = f"test {spec.name} returned {spec.rows_returned} failing rows (expected 0)"
+            elif spec.status == "ERROR":
+                body["error_message"] = f"test {spec.name} could not run: Binder Error: column not found"
+            results.append(body)
+        return results
+
+
+class RateLimiter:
+    """A token bucket, as the platform's middleware: ``rps`` tokens a second, at most ``burst``."""
+
+    def __init__(self, rps: float, burst: int) -> None:
+        self.rps = rps
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        now = time.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rps)
+        self.updated = now
+        headers = {"X-RateLimit-Limit": str(self.burst), "X-RateLimit-Reset": str(int(time.time()) + 1)}
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            headers["X-RateLimit-Remaining"] = str(int(self.tokens))
+            return True, headers
+        delay = (1.0 - self.tokens) / self.rps if self.rps > 0 else 3600.0
+        headers["X-RateLimit-Remaining"] = "0"
+        headers["Retry-After"] = str(min(3600, int(delay) + 1))
+        return False, headers
+
+
+def _default_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            DEFAULT_PROJECT,
+            "stg_orders",
+            duration_s=1.0,
+            rows_affected=1500,
+            tests=(TestSpec("not_null_order_id"), TestSpec("unique_order_id")),
+        ),
+        ModelSpec(
+            DEFAULT_PROJECT,
+            "fct_orders",
+            duration_s=1.0,
+            rows_affected=1200,
+            tests=(TestSpec("relationships_fct_orders_customer_id"),),
+        ),
+    ]
+
+
+class DuckLakeState:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.projects: dict[str, dict[str, ModelSpec]] = {}
+        self.runs: dict[str, Run] = {}
+        self.order: list[str] = []  # run ids, oldest first
+        self.cancel_routes: set[str] = {"cancel"}
+        self.missing_route_status = 404
+        self.pending_s = 0.2
+        self.limiter = RateLimiter(100.0, 200)
+        for model in _default_models():
+            self.add_model(model)
+
+    def add_model(self, model: ModelSpec) -> None:
+        with self.lock:
+            self.projects.setdefault(model.project, {})[model.name] = model
+
+    def start_run(
+        self, project: str, names: list[str] | None, full_refresh: bool, trigger_type: str, principal: str
+    ) -> Run:
+        """Compile and start a run; ValueError (a 400) if the project or a model is unknown."""
+        with self.lock:
+            models = self.projects.get(project)
+            if not models:
+                raise ValueError(f"project {project!r} has no models")
+            if names:
+                unknown = [n for n in names if n not in models]
+                if unknown:
+                    raise ValueError(f"model(s) not found in project {project!r}: {', '.join(unknown)}")
+                selected = [m for m in models.values() if m.name in set(names)]
+            else:
+                selected = list(models.values())
+            now = time.time()
+            t = running_at = now + self.pending_s
+            steps = []
+            previous: str | None = None
+            for model in selected:
+                steps.append(
+                    Step(
+                        id=str(uuid.uuid4()),
+                        model=model,
+                        start=t,
+                        end=t + model.duration_s,
+                        created=now,
+                        depends_on=[f"{project}.{previous}"] if previous else [],
+                        test_ids=[(str(uuid.uuid4()), str(uuid.uuid4())) for _ in model.tests],
+                    )
+                )
+                t += model.duration_s
+                previous = model.name
+            run = Run(
+                id=str(uuid.uuid4()),
+                project=project,
+                model_names=list(names) if names else [m.name for m in selected],
+                full_refresh=full_refresh,
+                trigger_type=trigger_type,
+                triggered_by=principal,
+                created=now,
+                running_at=running_at,
+                steps=steps,
+            )
+            self.runs[run.id] = run
+            self.order.append(run.id)
+            return run
+
+
+def make_state() -> DuckLakeState:
+    return DuckLakeState()
+
+
+def connection_env(base_url: str) -> dict[str, str]:
+    host, _, port = base_url.split("://", 1)[1].rpartition(":")
+    conn = {
+        "conn_type": "ducklake",
+        "host": host,
+        "port": int(port),
+        "password": SANDBOX_JWT,
+        "extra": {
+            "scheme": "http",
+            "auth_type": "bearer",
+            "ui_url_template": base_url + "/ui/ducklake/model-runs/{run_id}",
+        },
+    }
+    return {"AIRFLOW_CONN_DUCKLAKE_DEFAULT": json.dumps(conn)}
+
+
+def _valid_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 255 and not any(c.isspace() for c in value)
+
+
+def install(app: FastAPI, state: SandboxState) -> None:
+    def ds() -> DuckLakeState:
+        return state.ducklake  # type: ignore[no-any-return]
+
+    def answer(status: int, body: Any, headers: dict[str, str]) -> JSONResponse:
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def error(status: int, message: str, headers: dict[str, str]) -> JSONResponse:
+        return answer(status, {"code": status, "message": message}, headers)
+
+    def admit(request: Request) -> tuple[str | None, dict[str, str], JSONResponse | None]:
+        """Rate limit, then authenticate (JWT first, then API key): (principal, headers, refusal)."""
+        with ds().lock:
+            allowed, headers = ds().limiter.take()
+        if not allowed:
+            return None, headers, error(429, "rate limit exceeded", headers)
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            subject = jwt_subject(auth[7:].strip())
+            if subject:
+                return subject, headers, None
+        key = request.headers.get("x-api-key")
+        if key is not None and hmac.compare_digest(
+            hashlib.sha256(key.encode()).digest(), hashlib.sha256(API_KEY.encode()).digest()
+        ):
+            return API_KEY_PRINCIPAL, headers, None
+        return None, headers, error(401, UNAUTHORIZED, headers)
+
+    def find_run(run_id: str, headers: dict[str, str]) -> tuple[Run | None, JSONResponse | None]:
+        if not _valid_uuid(run_id):
+            return None, error(400, f"invalid run id {run_id!r}: must be a UUID", headers)
+        run = ds().runs.get(run_id)
+        if run is None:
+            return None, error(404, f"model run {run_id} not found", headers)
+        return run, None
+
+    @app.get(PREFIX + "/model-runs")
+    def list_runs(request: Request) -> Response:
+        _, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        q = request.query_params
+        status = q.get("status")
+        if status is not None and status not in RUN_STATUSES:
+            return error(400, "status must be one of: " + ", ".join(RUN_STATUSES), headers)
+        try:
+            limit = int(q.get("max_results", MAX_RESULTS_DEFAULT))
+        except ValueError:
+            return error(400, f"max_results must be an integer, got {q.get('max_results')!r}", headers)
+        if limit <= 0:
+            limit = MAX_RESULTS_DEFAULT
+        limit = min(limit, MAX_RESULTS_LIMIT)
+        offset = 0
+        if q.get("page_token"):
+            try:
+                offset = max(0, int(base64.b64decode(q["page_token"], validate=True).decode()))
+            except (ValueError, binascii.Error):
+                offset = 0  # as the platform does: an unreadable token starts over
+        now = time.time()
+        with ds().lock:
+            runs = [ds().runs[i] for i in reversed(ds().order)]  # newest first
+            if status is not None:
+                runs = [r for r in runs if r.status(now) == status]
+            body: dict[str, Any] = {"data": [r.to_json(now) for r in runs[offset : offset + limit]]}
+            if offset + limit < len(runs):
+                body["next_page_token"] = base64.b64encode(str(offset + limit).encode()).decode()
+        return answer(200, body, headers)
+
+    @app.post(PREFIX + "/model-runs")
+    async def trigger(request: Request) -> Response:
+        principal, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return error(400, "request body must be JSON", headers)
+        if not isinstance(body, dict):
+            return error(400, "request body must be a JSON object", headers)
+        allowed = {"project_name", "model_names", "target_catalog", "target_schema", "full_refresh"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            return error(400, f"unknown field(s): {', '.join(unknown)}", headers)
+        project = body.get("project_name")
+        if not _name(project):
+            return error(400, "project_name is required and must be a name without whitespace", headers)
+        names = body.get("model_names")
+        if names is not None and (
+            not isinstance(names, list)
+            or len(names) > 1000
+            or not all(isinstance(n, str) and n.strip() and n == n.lstrip() and len(n) <= 255 for n in names)
+        ):
+            return error(400, "model_names must be a list of model names", headers)
+        for key in ("target_catalog", "target_schema"):
+            if key in body and not _name(body[key]):
+                return error(400, f"{key} must be a name without whitespace", headers)
+        full_refresh = body.get("full_refresh", False)
+        if not isinstance(full_refresh, bool):
+            return error(400, "full_refresh must be a boolean", headers)
+        try:
+            run = ds().start_run(str(project), names, full_refresh, "MANUAL", principal or "")
+        except ValueError as exc:
+            return error(400, str(exc), headers)
+        return answer(201, run.to_json(time.time()), headers)
+
+    @app.get(PREFIX + "/model-runs/{run_id}")
+    def get_run(run_id: str, request: Request) -> Response:
+        _, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        run, missing = find_run(run_id, headers)
+        if run is None:
+            return missing  # type: ignore[return-value]
+        with ds().lock:
+            return answer(200, run.to_json(time.time()), headers)
+
+    def cancel(route: str, run_id: str, request: Request) -> Response:
+        principal, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        if route not in ds().cancel_routes:
+            missing_status = ds().missing_route_status
+            text = "method not allowed" if missing_status == 405 else "404 page not found"
+            return error(missing_status, text, headers)
+        run, missing = find_run(run_id, headers)
+        if run is None:
+            return missing  # type: ignore[return-value]
+        with ds().lock:
+            now = time.time()
+            status = run.status(now)
+            if status not in ("PENDING", "RUNNING"):
+                return error(400, f"validation error: cannot cancel run in status {status}", headers)
+            run.cancelled_at = now
+            run.cancelled_by = principal
+            return answer(200, run.to_json(now), headers)
+
+    @app.post(PREFIX + "/model-runs/{run_id}/cancel")
+    def cancel_old(run_id: str, request: Request) -> Response:
+        return cancel("cancel", run_id, request)
+
+    @app.post(PREFIX + "/model-runs/{run_id}/cancellations")
+    def cancel_new(run_id: str, request: Request) -> Response:
+        return cancel("cancellations", run_id, request)
+
+    @app.get(PREFIX + "/model-runs/{run_id}/steps")
+    def list_steps(run_id: str, request: Request) -> Response:
+        _, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        run, missing = find_run(run_id, headers)
+        if run is None:
+            return missing  # type: ignore[return-value]
+        now = time.time()
+        with ds().lock:
+            return answer(200, {"data": [run.step_json(i, now) for i in range(len(run.steps))]}, headers)
+
+    @app.get(PREFIX + "/model-runs/{run_id}/steps/{step_id}/test-results")
+    def list_test_results(run_id: str, step_id: str, request: Request) -> Response:
+        _, headers, refusal = admit(request)
+        if refusal is not None:
+            return refusal
+        run, missing = find_run(run_id, headers)
+        if run is None:
+            return missing  # type: ignore[return-value]
+        if not _valid_uuid(step_id):
+            return error(400, f"invalid step id {step_id!r}: must be a UUID", headers)
+        index = next((i for i, s in enumerate(run.steps) if s.id == step_id), None)
+        if index is None:
+            return error(404, f"step {step_id} not found in model run {run_id}", headers)
+        with ds().lock:
+            return answer(200, {"data": run.test_results_json(index, time.time())}, headers)
+
+    @app.get("/ui/ducklake/model-runs/{run_id}")
+    def run_page(run_id: str) -> Response:
+        run = ds().runs.get(run_id)
+        if run is None:
+            return HTMLResponse("<h1>Model run not found</h1>", status_code=404)
+        now = time.time()
+        rows = "".join(
+            f"<tr><td>{html.escape(s['model_name'])}</td><td>{s['status']}</td>"
+            f"<td>{s.get('rows_affected', '')}</td></tr>"
+            for s in (run.step_json(i, now) for i in range(len(run.steps)))
+        )
+        return HTMLResponse(
+            f"<html><head><title>DuckLake model run {run.id}</title></head><body>"
+            f"<h1>DuckLake model run {run.id}</h1><p>Project {html.escape(run.project)}: <b>{run.status(now)}</b></p>"
+            f"<table><tr><th>model</th><th>status</th><th>rows affected</th></tr>{rows}</table></body></html>"
+        )
+
+    # --- control API -------------------------------------------------------------------------
+    def bad(message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=400)
+
+    @app.post("/_sandbox/ducklake/models")
+    async def script_model(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            return bad("body must be an object")
+        project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
+        if not _name(project) or not _name(name):
+            return bad(f"project and name must be names without whitespace, got {project!r}, {name!r}")
+        outcome = body.get("outcome", "SUCCESS")
+        if outcome not in ("SUCCESS", "FAILED"):
+            return bad(f"outcome must be SUCCESS or FAILED, got {outcome!r}")
+        tests = []
+        for raw in body.get("tests") or []:
+            if (
+                not isinstance(raw, dict)
+                or not _name(raw.get("name"))
+                or raw.get("status", "PASS") not in TEST_STATUSES
+            ):
+                return bad(f"each test needs a name and a status in {TEST_STATUSES}, got {raw!r}")
+            tests.append(TestSpec(raw["name"], raw.get("status", "PASS"), int(raw.get("rows_returned", 0))))
+        try:
+            model = ModelSpec(
+                project=str(project),
+                name=str(name),
+                outcome=outcome,
+                duration_s=float(body.get("duration_s", 1.0)),
+                rows_affected=int(body.get("rows_affected", 1000)),
+                tests=tuple(tests),
+                error_message=body.get("error_message"),
+            )
+        except (TypeError, ValueError) as exc:
+            return bad(str(exc))
+        if body.get("replace_project"):
+            with ds().lock:
+                ds().projects.pop(project, None)
+        ds().add_model(model)
+        return JSONResponse(model.to_json())
+
+    @app.post("/_sandbox/ducklake/runs")
+    async def script_run(request: Request) -> Response:
+        """A run started by something else than our operator (a schedule, by default)."""
+        body = await request.json()
+        try:
+            run = ds().start_run(
+                body.get("project", DEFAULT_PROJECT),
+                body.get("model_names"),
+                bool(body.get("full_refresh", False)),
+                body.get("trigger_type", "SCHEDULED"),
+                body.get("triggered_by", SCHEDULER_PRINCIPAL),
+            )
+        except ValueError as exc:
+            return bad(str(exc))
+        return JSONResponse(run.to_json(time.time()), status_code=201)
+
+    @app.post("/_sandbox/ducklake/settings")
+    async def settings(request: Request) -> Response:
+        body = await request.json()
+        with ds().lock:
+            if "cancel_routes" in body:
+                routes = set(body["cancel_routes"])
+                if not routes <= {"cancel", "cancellations"}:
+                    return bad(
+                        f"cancel_routes must be a subset of ['cancel', 'cancellations'], got {body['cancel_routes']!r}"
+                    )
+                ds().cancel_routes = routes
+            if "missing_route_status" in body:
+                if body["missing_route_status"] not in (404, 405):
+                    return bad("missing_route_status must be 404 or 405")
+                ds().missing_route_status = int(body["missing_route_status"])
+            if "pending_s" in body:
+                ds().pending_s = float(body["pending_s"])
+            if "rate_limit" in body:
+                limit = body["rate_limit"] or {}
+                ds().limiter = RateLimiter(float(limit.get("rps", 100.0)), int(limit.get("burst", 200)))
+            return JSONResponse(
+                {
+                    "cancel_routes": sorted(ds().cancel_routes),
+                    "missing_route_status": ds().missing_route_status,
+                    "pending_s": ds().pending_s,
+                    "rate_limit": {"rps": ds().limiter.rps, "burst": ds().limiter.burst},
+                }
+            )
