@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [
     # (dag id, expected final state)
     ("modelops_train_model", "success"),
+    ("modelops_transform_and_test", "success"),
+    # Scheduled on the model asset modelops_train_model just emitted an event for.
+    ("modelops_verify_new_model_version", "success"),
+    ("modelops_train_and_verify", "success"),
+    ("modelops_train_and_track", "success"),
 ]
 
 
@@ -50,11 +55,24 @@ def main() -> int:
             ok = state == expected and proc.returncode == 0
             print(f"{'PASS' if ok else 'FAIL'} {dag_id}: {state} (expected {expected}) in {time.monotonic() - started:.1f}s")
             for line in out.splitlines():
-                if "produced model version" in line or "Model Studio run:" in line:
+                if any(
+                    key in line
+                    for key in (
+                        "produced model version",
+                        "Model Studio run:",
+                        "Production serves",
+                        "New version",
+                        "Pluto run:",
+                        "DuckLake model ",
+                    )
+                ):
                     print("    " + line.strip()[:300])
             if not ok:
                 failures.append(dag_id)
                 print(out[-6000:])
+        # One Pluto run per tracked DAG run, with its final status.
+        for run in sandbox.control.pluto_runs():
+            print(f"Pluto run {run['displayId']} ({run['name']}): {run['status']} {run['url']}")
     print(f"{len(EXAMPLES) - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 

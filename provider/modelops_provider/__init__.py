@@ -27,7 +27,11 @@ TIMEOUT_FIELDS: dict[str, Any] = {
 
 
 # One module per integration, each exposing INFO (its part of the provider metadata).
-INTEGRATION_INFO_MODULES = ["modelops_provider.foundry.info"]
+INTEGRATION_INFO_MODULES = [
+    "modelops_provider.foundry.info",
+    "modelops_provider.ducklake.info",
+    "modelops_provider.pluto.info",
+]
 
 
 def get_provider_info() -> dict[str, Any]:

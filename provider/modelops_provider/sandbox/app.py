@@ -4,21 +4,20 @@ plus a control API (``/_sandbox/...``) to script it, inject faults and read what
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import threading
 import time
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-import importlib
-from types import ModuleType
-
 # One module per remote service. Each defines make_state(), install(app, state) and
 # connection_env(base_url) -> {"AIRFLOW_CONN_...": "..."}; its state is reachable as state.<name>.
-SERVICE_NAMES = ("foundry",)
+SERVICE_NAMES = ("foundry", "ducklake", "pluto")
 
 
 def service_modules() -> list[ModuleType]:
