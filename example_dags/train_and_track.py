@@ -68,9 +68,7 @@ with DAG(
     @task
     def report_model_version(run: dict) -> dict:
         output = run["resolvedOutputs"]["model"]
-        print(
-            f"Run {run['runId']} produced model version {output['modelVersionRid']} of {output['modelRid']}"
-        )
+        print(f"Run {run['runId']} produced model version {output['modelVersionRid']} of {output['modelRid']}")
         return {
             "modelRid": output["modelRid"],
             "modelVersionRid": output["modelVersionRid"],

@@ -53,7 +53,8 @@ def main() -> int:
             final = next((line for line in reversed(out.splitlines()) if "DagRun Finished" in line), "")
             state = "success" if "state=success" in final else "failed" if "state=failed" in final else "unknown"
             ok = state == expected and proc.returncode == 0
-            print(f"{'PASS' if ok else 'FAIL'} {dag_id}: {state} (expected {expected}) in {time.monotonic() - started:.1f}s")
+            elapsed = time.monotonic() - started
+            print(f"{'PASS' if ok else 'FAIL'} {dag_id}: {state} (expected {expected}) in {elapsed:.1f}s")
             for line in out.splitlines():
                 if any(
                     key in line

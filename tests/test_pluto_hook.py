@@ -56,9 +56,7 @@ def test_create_then_same_external_id_resumes_and_deep_merges_config(modelops_sa
     assert first.url == f"{modelops_sandbox.url}/o/sandbox/projects/Churn%20Model/{first.run_id}"
     hook.update_status(first.run_id, "FAILED")
 
-    again = hook.create_run(
-        "Churn Model", "nightly", external_id="airflow:d:r1", config={"optim": {"beta": 0.8}}
-    )
+    again = hook.create_run("Churn Model", "nightly", external_id="airflow:d:r1", config={"optim": {"beta": 0.8}})
     assert again.resumed is True and again.run_id == first.run_id and again.display_id == "CHU-1"
     run = only_run(modelops_sandbox.control)
     assert run["status"] == "RUNNING"  # a terminal run goes back to RUNNING
@@ -100,9 +98,7 @@ def test_metrics_are_ndjson_with_the_required_headers(modelops_sandbox):
     hook = PlutoHook()
     run = hook.create_run("p", "r")
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    sent = hook.log_metrics(
-        run.run_id, "p", [{"loss": 0.9, "acc": 0.5}, {"loss": "0.4"}], step=3, timestamp=at
-    )
+    sent = hook.log_metrics(run.run_id, "p", [{"loss": 0.9, "acc": 0.5}, {"loss": "0.4"}], step=3, timestamp=at)
     assert sent == 2
     metrics = only_run(modelops_sandbox.control)["metrics"]
     ms = int(at.timestamp() * 1000)
@@ -154,9 +150,7 @@ def test_the_three_error_shapes_map_to_typed_errors(modelops_sandbox, monkeypatc
 
 def test_sandbox_answers_401_to_keys_without_the_prefixes(modelops_sandbox):
     auth = {"Authorization": "Bearer sk-not-a-pluto-key"}
-    api = httpx.post(
-        f"{modelops_sandbox.url}/api/runs/create", json={"runName": "r", "projectName": "p"}, headers=auth
-    )
+    api = httpx.post(f"{modelops_sandbox.url}/api/runs/create", json={"runName": "r", "projectName": "p"}, headers=auth)
     assert api.status_code == 401 and api.json() == {"error": "Unauthorized", "message": "Invalid API key"}
     ingest = httpx.post(f"{modelops_sandbox.url}/ingest/metrics", content=b"{}", headers=auth)
     assert ingest.status_code == 401 and ingest.json()["code"] == "INVALID_API_KEY"
@@ -265,9 +259,7 @@ def test_retry_after_is_honoured_on_ingest(modelops_sandbox):
 
 def test_connection_defaults_links_and_test_connection(modelops_sandbox, monkeypatch):
     assert PlutoHook().test_connection() == (True, "Authenticated to organization sandbox.")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_PLUTO_HOSTED", json.dumps({"conn_type": "pluto", "password": "mlps_x_0001"})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_PLUTO_HOSTED", json.dumps({"conn_type": "pluto", "password": "mlps_x_0001"}))
     hosted = PlutoHook("pluto_hosted")
     assert hosted.service.base_url == "https://pluto-api.trainy.ai"
     assert hosted.ingest_service.base_url == "https://pluto-ingest.trainy.ai"
@@ -280,9 +272,7 @@ def test_connection_defaults_links_and_test_connection(modelops_sandbox, monkeyp
         url="http://10.0.0.5:3000/o/acme/projects/p%20q/abc",
     )
     assert hosted.run_url(run) == "https://pluto.trainy.ai/o/acme/projects/p%20q/abc"
-    assert (
-        hosted.run_url(run.model_copy(update={"url": ""})) == "https://pluto.trainy.ai/o/acme/projects/p%20q"
-    )
+    assert hosted.run_url(run.model_copy(update={"url": ""})) == "https://pluto.trainy.ai/o/acme/projects/p%20q"
     assert repr(hosted.service.auth) == "HeaderAuth(***)"
 
 

@@ -39,9 +39,7 @@ def tracked_dag(dag_id: str, *, fail: str | None = None, start_kwargs=None, fini
         params={"lr": Param(0.01, type="number"), "fail": Param(False, type="boolean")},
         **dag_kwargs,
     ) as dag:
-        start = PlutoStartRunOperator(
-            task_id="pluto_start", project_name="airflow-tests", **(start_kwargs or {})
-        )
+        start = PlutoStartRunOperator(task_id="pluto_start", project_name="airflow-tests", **(start_kwargs or {}))
 
         @task
         def train(params=None) -> str:
@@ -108,9 +106,7 @@ def test_success_creates_one_run_with_params_as_config_and_closes_it_completed(m
 
 
 def test_upstream_failure_closes_the_run_failed_with_the_task_ids(modelops_sandbox):
-    dag = tracked_dag(
-        "t_pluto_fail", fail="train", finish_kwargs={"metrics_from_xcom": {"tests": "evaluate"}}
-    )
+    dag = tracked_dag("t_pluto_fail", fail="train", finish_kwargs={"metrics_from_xcom": {"tests": "evaluate"}})
     result = run_dag(dag)
     assert result.state == "failed"
     assert result.task("train").state == "failed"
@@ -177,9 +173,7 @@ def test_bad_config_json_fails_before_any_request(modelops_sandbox):
     assert modelops_sandbox.control.pluto_runs() == []
 
 
-def test_bad_key_fails_before_any_request_and_no_key_reaches_logs_or_xcom(
-    modelops_sandbox, monkeypatch, capfd, caplog
-):
+def test_bad_key_fails_before_any_request_and_no_key_reaches_logs_or_xcom(modelops_sandbox, monkeypatch, capfd, caplog):
     secret = "sk-live-9f8e7d6c5b4a3210"
     url = modelops_sandbox.url
     conn = {
@@ -198,9 +192,7 @@ def test_bad_key_fails_before_any_request_and_no_key_reaches_logs_or_xcom(
 
 
 def test_no_api_key_in_logs_or_xcom_of_a_tracked_run(modelops_sandbox, capfd, caplog, airflow_db):
-    result = run_dag(
-        tracked_dag("t_pluto_secret", finish_kwargs={"metrics_from_xcom": {"tests": "evaluate"}})
-    )
+    result = run_dag(tracked_dag("t_pluto_secret", finish_kwargs={"metrics_from_xcom": {"tests": "evaluate"}}))
     assert result.state == "success"
     out, err = capfd.readouterr()
     logs = out + err + caplog.text

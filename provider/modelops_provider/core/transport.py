@@ -11,6 +11,7 @@ are plain ``yield from`` compositions that work in operators and triggers alike.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -180,9 +181,7 @@ class OAuth2ClientCredentials(Auth):
     # Refresh 60 s before expiry, or at 75 % of the lifetime for short-lived tokens.
     refresh_margin = 60.0
 
-    def __init__(
-        self, token_path: str, client_id: str, client_secret: str, scopes: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, token_path: str, client_id: str, client_secret: str, scopes: tuple[str, ...] = ()) -> None:
         self.token_path = token_path
         self.client_id = client_id
         self._client_secret = client_secret
@@ -293,6 +292,8 @@ class Service:
                 },
             )
             reply = yield request
+            if reply is None:
+                raise RuntimeError("the call's driver sent no reply for a request")
             retry_after: float | None = None
             if isinstance(reply, BaseException):
                 reason = f"{type(reply).__name__}: {reply}" if str(reply) else type(reply).__name__
@@ -316,10 +317,7 @@ class Service:
                     continue
                 if 200 <= status < 300:
                     try:
-                        if endpoint.text:
-                            payload = reply.text
-                        else:
-                            payload = reply.json() if reply.content.strip() else None
+                        payload: Any = reply.text if endpoint.text else reply.json() if reply.content.strip() else None
                     except ValueError:
                         if endpoint.creates:
                             raise fail(
@@ -328,7 +326,9 @@ class Service:
                                 status=status,
                             ) from None
                         status_text = f"HTTP {status} with a malformed body"
-                        give_up = fail(errors.ServerError, f"malformed response body after {attempt} attempts", status=status)
+                        give_up = fail(
+                            errors.ServerError, f"malformed response body after {attempt} attempts", status=status
+                        )
                     else:
                         try:
                             return endpoint.decode(payload)
@@ -371,9 +371,11 @@ class Service:
 
 
 def _short_validation(exc: pydantic.ValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {}
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{loc}: {first.get('msg', str(exc))} ({exc.error_count()} error(s))"
+    details = exc.errors()
+    if not details:
+        return str(exc)
+    loc = ".".join(str(p) for p in details[0]["loc"])
+    return f"{loc}: {details[0]['msg']} ({exc.error_count()} error(s))"
 
 
 def run_sync(client: httpx.Client, call: Call[T]) -> T:
@@ -450,8 +452,7 @@ def paged(
     token: str | None = None
     seen: set[str] = set()
     while True:
-        current = token
-        _, next_token = yield (lambda: fetch(current))
+        _, next_token = yield functools.partial(fetch, token)
         if not next_token:
             return
         if next_token in seen:

@@ -48,13 +48,9 @@ def json_object(name: str, value: Any) -> str | None:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"{name} is not valid JSON ({exc.msg} at position {exc.pos}): {_show(value)}"
-            ) from None
+            raise ValueError(f"{name} is not valid JSON ({exc.msg} at position {exc.pos}): {_show(value)}") from None
     if not isinstance(value, Mapping):
-        raise ValueError(
-            f"{name} must be a JSON object (a dict or a JSON string of an object), got {_show(value)}"
-        )
+        raise ValueError(f"{name} must be a JSON object (a dict or a JSON string of an object), got {_show(value)}")
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -69,15 +65,8 @@ def epoch_ms(name: str, value: Any) -> int | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return int(value.timestamp() * 1000)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(
-            f"{name} must be a datetime or epoch milliseconds (a number >= 0), got {_show(value)}"
-        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a datetime or epoch milliseconds (a number >= 0), got {_show(value)}")
     return int(value)
 
 
@@ -223,9 +212,7 @@ class PlutoApi:
             if v is not None
         ]
         if len(given) != 1:
-            raise ValueError(
-                f"resume_run needs exactly one of run_id, display_id, external_id; got {given or 'none'}"
-            )
+            raise ValueError(f"resume_run needs exactly one of run_id, display_id, external_id; got {given or 'none'}")
         body: dict[str, Any]
         if run_id is not None:
             body = {"runId": require_run_id(run_id)}
@@ -301,8 +288,7 @@ class PlutoApi:
             series = list(metrics)
         else:
             raise ValueError(
-                "metrics must be a mapping of name to number, or a non-empty list of them, "
-                f"got {_show(metrics)}"
+                f"metrics must be a mapping of name to number, or a non-empty list of them, got {_show(metrics)}"
             )
         at = epoch_ms("timestamp", timestamp)
         at = int(time.time() * 1000) if at is None else at

@@ -29,9 +29,7 @@ def _base_url(conn_id: str, field: str, value: Any, default: str) -> str:
     url = str(value).strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(
-            f"connection {conn_id!r}: {field} must be an http(s) URL like {default!r}, got {value!r}"
-        )
+        raise ValueError(f"connection {conn_id!r}: {field} must be an http(s) URL like {default!r}, got {value!r}")
     return url
 
 

@@ -36,9 +36,7 @@ INFO: dict[str, Any] = {
             "hook-name": NAME,
             "conn-fields": {
                 "api_url": _url_field("API URL", DEFAULT_API_URL, "Pluto's API service."),
-                "ingest_url": _url_field(
-                    "Ingest URL", DEFAULT_INGEST_URL, "Pluto's ingest service (metrics)."
-                ),
+                "ingest_url": _url_field("Ingest URL", DEFAULT_INGEST_URL, "Pluto's ingest service (metrics)."),
                 "app_url": _url_field(
                     "App URL",
                     DEFAULT_APP_URL,

@@ -73,9 +73,7 @@ def _check_refs(name: str, refs: Mapping[str, Any] | None) -> dict[str, tuple[st
     if refs is None:
         return {}
     if not isinstance(refs, Mapping):
-        raise ValueError(
-            f"{name} must be a mapping of name to a task id or [task id, XCom key], got {refs!r}"
-        )
+        raise ValueError(f"{name} must be a mapping of name to a task id or [task id, XCom key], got {refs!r}")
     out: dict[str, tuple[str, str]] = {}
     for key, ref in refs.items():
         if isinstance(ref, str) and ref:
@@ -149,9 +147,7 @@ class PlutoStartRunOperator(BaseOperator):
         from modelops_provider.pluto.hooks import PlutoHook
 
         ti = context["ti"]
-        external_id = (
-            self.external_id if self.external_id is not None else default_external_id(ti.dag_id, ti.run_id)
-        )
+        external_id = self.external_id if self.external_id is not None else default_external_id(ti.dag_id, ti.run_id)
         run_name = self.run_name if self.run_name is not None else f"{ti.dag_id}/{ti.run_id}"
         config = self.config if self.config is not None else dag_run_config(context)
         user_metadata = json_object("system_metadata", self.system_metadata)
@@ -270,9 +266,7 @@ class PlutoFinishRunOperator(BaseOperator):
             if key not in tasks and (m := re.fullmatch(r"(.+)_(\d+)", key)) and m.group(1) in tasks:
                 task_id = m.group(1)  # a mapped instance: "<task_id>_<map_index>"
             task = tasks.get(task_id)
-            if task_id == self.task_id or (
-                task is not None and task.is_teardown and not task.on_failure_fail_dagrun
-            ):
+            if task_id == self.task_id or (task is not None and task.is_teardown and not task.on_failure_fail_dagrun):
                 continue
             if states.get(task_id) not in FAILED_STATES:
                 states[task_id] = state
@@ -328,8 +322,7 @@ class PlutoFinishRunOperator(BaseOperator):
         run = ti.xcom_pull(task_ids=start_task_id)
         if not isinstance(run, Mapping) or run.get("runId") is None:
             raise AirflowException(
-                f"no Pluto run to finish: task {start_task_id!r} returned none "
-                "(did it succeed in this DAG run?)"
+                f"no Pluto run to finish: task {start_task_id!r} returned none (did it succeed in this DAG run?)"
             )
         run_id = require_run_id(run["runId"], f"runId (XCom of {start_task_id!r})")
         # Everything is read and checked before the first request.
@@ -352,9 +345,7 @@ class PlutoFinishRunOperator(BaseOperator):
                 error = exc
         if metrics:
             try:
-                hook.log_metrics(
-                    run_id, run["projectName"], metrics, step=self.step, run_name=run.get("runName")
-                )
+                hook.log_metrics(run_id, run["projectName"], metrics, step=self.step, run_name=run.get("runName"))
                 self.log.info("Logged %d metric(s) to Pluto run %s: %s", len(metrics), run_id, metrics)
             except Exception as exc:
                 self.log.error("Could not log metrics to Pluto run %s: %s", run_id, exc)

@@ -136,9 +136,7 @@ class PlutoState:
         return project
 
     def find_external(self, project: str, external_id: str) -> PlutoRun | None:
-        return next(
-            (r for r in self.runs.values() if r.project == project and r.external_id == external_id), None
-        )
+        return next((r for r in self.runs.values() if r.project == project and r.external_id == external_id), None)
 
 
 def make_state() -> PlutoState:
@@ -246,9 +244,7 @@ def check_body(body: Any, spec: dict[str, tuple[str, bool]]) -> list[dict[str, A
                 }
             )
         elif expected == "array" and any(not isinstance(v, str) for v in value):
-            issues.append(
-                {"code": "invalid_type", "expected": "string", "path": [name], "message": "Expected string"}
-            )
+            issues.append({"code": "invalid_type", "expected": "string", "path": [name], "message": "Expected string"})
     return issues
 
 
@@ -391,10 +387,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 "projectName": ("string", False),
             },
         )
-        if (
-            not issues
-            and sum(1 for k in ("runId", "displayId", "externalId") if body.get(k) is not None) != 1
-        ):
+        if not issues and sum(1 for k in ("runId", "displayId", "externalId") if body.get(k) is not None) != 1:
             issues.append(
                 {
                     "code": "custom",
@@ -450,8 +443,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                     "code": "invalid_enum_value",
                     "options": list(STATUSES),
                     "path": ["status"],
-                    "message": f"Invalid enum value. Expected {' | '.join(STATUSES)}, "
-                    f"received '{body['status']}'",
+                    "message": f"Invalid enum value. Expected {' | '.join(STATUSES)}, received '{body['status']}'",
                 }
             )
         if issues:
@@ -562,9 +554,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return ingest_error(401, "INVALID_API_KEY", problem)
         for header in ("X-Run-Id", "X-Project-Name"):
             if not request.headers.get(header):
-                return ingest_error(
-                    400, "MISSING_HEADER", f"Missing required header: {header}", {"header": header}
-                )
+                return ingest_error(400, "MISSING_HEADER", f"Missing required header: {header}", {"header": header})
         raw_id = request.headers["X-Run-Id"]
         if not raw_id.isdigit():
             return ingest_error(
@@ -629,18 +619,14 @@ def install(app: FastAPI, state: SandboxState) -> None:
     @app.get("/_sandbox/pluto/runs")
     def list_runs(request: Request) -> Response:
         with ps().lock:
-            return JSONResponse(
-                [r.to_json(base(request)) for r in sorted(ps().runs.values(), key=lambda r: r.id)]
-            )
+            return JSONResponse([r.to_json(base(request)) for r in sorted(ps().runs.values(), key=lambda r: r.id)])
 
     @app.post("/_sandbox/pluto/keys")
     async def keys(request: Request) -> Response:
         body = await request.json()
         key, key_state = body.get("key"), body.get("state", "active")
         if not isinstance(key, str) or key_state not in ("active", "revoked", "expired"):
-            return JSONResponse(
-                {"error": "need {'key': str, 'state': 'active'|'revoked'|'expired'}"}, status_code=400
-            )
+            return JSONResponse({"error": "need {'key': str, 'state': 'active'|'revoked'|'expired'}"}, status_code=400)
         with ps().lock:
             ps().keys[key] = key_state
         return JSONResponse({"key_states": len(ps().keys)})
