@@ -26,6 +26,18 @@ TIMEOUT_FIELDS: dict[str, Any] = {
 }
 
 
+def integration_info(
+    name: str, subpackage: str, doc_url: str, kinds: tuple[str, ...] = ("operators", "sensors", "hooks", "triggers")
+) -> dict[str, Any]:
+    """The parts of an integration's provider metadata that follow from its name and layout."""
+    info: dict[str, Any] = {
+        "integrations": [{"integration-name": name, "external-doc-url": doc_url, "tags": ["service"]}]
+    }
+    for kind in kinds:
+        info[kind] = [{"integration-name": name, "python-modules": [f"modelops_provider.{subpackage}.{kind}"]}]
+    return info
+
+
 # One module per integration, each exposing INFO (its part of the provider metadata).
 INTEGRATION_INFO_MODULES = [
     "modelops_provider.foundry.info",

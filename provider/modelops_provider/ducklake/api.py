@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from modelops_provider.core.errors import AmbiguousRequestError, ApiError, InvalidArgumentError, ServerError
+from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first, paged
 from modelops_provider.core.validation import require_uuid
 from modelops_provider.core.waiting import Outcome, Snapshot
@@ -26,7 +27,7 @@ from modelops_provider.ducklake.models import (
     ModelTestResultList,
     PaginatedModelRuns,
 )
-from modelops_provider.ducklake.report import RunReport, parse_timestamp
+from modelops_provider.ducklake.report import RunReport
 from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot, step_outcome
 
 log = logging.getLogger(__name__)

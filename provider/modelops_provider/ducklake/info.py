@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops_provider import TIMEOUT_FIELDS
+from modelops_provider import TIMEOUT_FIELDS, integration_info
 
 NAME = "DuckLake data platform"
 
 INFO: dict[str, Any] = {
-    "integrations": [
-        {
-            "integration-name": NAME,
-            "external-doc-url": "https://github.com/Yacobolo/ducklake-dataplatform",
-            "tags": ["service"],
-        }
-    ],
-    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.operators"]}],
-    "sensors": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.sensors"]}],
-    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.hooks"]}],
-    "triggers": [{"integration-name": NAME, "python-modules": ["modelops_provider.ducklake.triggers"]}],
+    **integration_info(NAME, "ducklake", "https://github.com/Yacobolo/ducklake-dataplatform"),
     "extra-links": ["modelops_provider.ducklake.links.DuckLakeModelRunLink"],
     "connection-types": [
         {

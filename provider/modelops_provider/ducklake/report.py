@@ -4,28 +4,16 @@ as a compact log table, a JSON-able summary, and the verdict of the test gate.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from modelops_provider.core.errors import JobFailedError
+from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
 from modelops_provider.ducklake.status import BULKY_RUN_FIELDS, BULKY_STEP_FIELDS, step_outcome, test_outcome
 
 if TYPE_CHECKING:
     from modelops_provider.ducklake.hooks import DuckLakeHook
-
-
-def parse_timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def duration_s(item: ModelRunStep | ModelRun) -> float | None:

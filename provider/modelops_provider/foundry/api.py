@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from modelops_provider.core.errors import AmbiguousRequestError, NotFoundError
+from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first
 from modelops_provider.core.validation import require_rid, require_text
 from modelops_provider.core.waiting import Snapshot
@@ -47,18 +47,6 @@ GET_CURRENT_USER: Endpoint[CurrentUser] = Endpoint("GET", "/api/v2/admin/users/g
 LAUNCH_MATCH_SKEW_S = 30.0
 
 
-def _parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 class FoundryApi:
     """Call builders over one Foundry service (resolved lazily, so async code can resolve it first)."""
 
@@ -76,7 +64,7 @@ class FoundryApi:
             log.warning("Launch of %s may or may not have happened (%s); looking for the run", model_studio_rid, exc)
         since = asked_at - LAUNCH_MATCH_SKEW_S
         found = yield from self.find_model_studio_run(
-            model_studio_rid, lambda run: (_parse_time(run.started_time) or 0.0) >= since
+            model_studio_rid, lambda run: (parse_timestamp(run.started_time) or 0.0) >= since
         )
         if found is not None:
             log.warning(

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops_provider import TIMEOUT_FIELDS
+from modelops_provider import TIMEOUT_FIELDS, integration_info
 
 NAME = "Palantir Foundry"
 
 INFO: dict[str, Any] = {
-    "integrations": [
-        {
-            "integration-name": NAME,
-            "external-doc-url": "https://www.palantir.com/docs/foundry/api/v2/models-v2-resources/",
-            "tags": ["service"],
-        }
-    ],
-    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.operators"]}],
-    "sensors": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.sensors"]}],
-    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.hooks"]}],
-    "triggers": [{"integration-name": NAME, "python-modules": ["modelops_provider.foundry.triggers"]}],
+    **integration_info(NAME, "foundry", "https://www.palantir.com/docs/foundry/api/v2/models-v2-resources/"),
     "extra-links": [
         "modelops_provider.foundry.links.ModelStudioRunLink",
         "modelops_provider.foundry.links.LiveDeploymentLink",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops_provider import TIMEOUT_FIELDS
+from modelops_provider import TIMEOUT_FIELDS, integration_info
 from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_INGEST_URL
 
 NAME = "Pluto (Trainy)"
@@ -19,15 +19,7 @@ def _url_field(label: str, default: str, description: str) -> dict[str, Any]:
 
 
 INFO: dict[str, Any] = {
-    "integrations": [
-        {
-            "integration-name": NAME,
-            "external-doc-url": "https://docs.trainy.ai/",
-            "tags": ["service"],
-        }
-    ],
-    "operators": [{"integration-name": NAME, "python-modules": ["modelops_provider.pluto.operators"]}],
-    "hooks": [{"integration-name": NAME, "python-modules": ["modelops_provider.pluto.hooks"]}],
+    **integration_info(NAME, "pluto", "https://docs.trainy.ai/", kinds=("operators", "hooks")),
     "extra-links": ["modelops_provider.pluto.links.PlutoRunLink"],
     "connection-types": [
         {
