@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
+import foundry_sdk  # a test dependency (the "test" extra)
 import pytest
 
 from modelops_provider.sandbox import foundry as sf
-
-foundry_sdk = pytest.importorskip("foundry_sdk")
 
 STUDIO = "ri.models.main.model-studio.77777777-7777-4777-8777-777777777777"
 
