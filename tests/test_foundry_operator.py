@@ -214,3 +214,19 @@ def test_deferred_sensor_timeout_is_a_sensor_timeout(modelops_sandbox, capfd):
     assert run_dag(dag).state == "failed"
     assert "AirflowSensorTimeout" in "".join(capfd.readouterr())
     assert not any(r["path"].endswith("/cancel") for r in modelops_sandbox.control.requests())
+
+
+def test_retry_launches_anew_when_the_earlier_run_is_gone(modelops_sandbox, capfd):
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.5)
+    # First try: the first look fails (403). Retry: the stored run is no longer found (404).
+    modelops_sandbox.control.fault(
+        [
+            {"status": 403, "body": {"errorCode": "PERMISSION_DENIED", "errorName": "Flaky"}},
+            {"status": 404, "body": {"errorCode": "NOT_FOUND", "errorName": "ModelStudioNotFound"}},
+        ],
+        path_prefix=RUNS_PATH,
+    )
+    result = run_dag(_dag("t_retry_gone", retries=1, retry_delay=timedelta(seconds=0)))
+    assert result.state == "success"
+    assert _launches(modelops_sandbox) == 2
+    assert "no longer exists; starting a new one" in "".join(capfd.readouterr())

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
 
 from modelops_provider.core import triggers
-from modelops_provider.core.errors import JobFailedError, JobTimeoutError
+from modelops_provider.core.errors import JobFailedError, JobTimeoutError, NotFoundError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.transport import Call
@@ -124,7 +124,12 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         return {**job, "started_at": time.time()}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        return self.hook.call(self.check(self.hook, external_id)).outcome.value  # type: ignore[no-any-return]
+        try:
+            return self.hook.call(self.check(self.hook, external_id)).outcome.value  # type: ignore[no-any-return]
+        except NotFoundError:
+            # The job an earlier try started is gone (deleted, expired): start a new one.
+            self.log.warning("%s no longer exists; starting a new one", self.describe(dict(external_id)))
+            return Outcome.FAILED.value
 
     def is_job_active(self, status: str) -> bool:
         return status == Outcome.WAITING.value
