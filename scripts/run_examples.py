@@ -8,6 +8,7 @@ AIRFLOW_HOME. Exits non-zero if any DAG run does not end as expected.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from modelops_provider.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG_LINE = re.compile(r"^\S+ \[\w+\s*\] (.*?)(?: \[[\w.]+\].*)?$")
 EXAMPLES = [
     # (dag id, expected final state)
     ("modelops_train_model", "success"),
@@ -67,7 +69,9 @@ def main() -> int:
                         "DuckLake model ",
                     )
                 ):
-                    print("    " + line.strip()[:300])
+                    # Keep the message of a structured log line, without timestamp, level and logger.
+                    match = LOG_LINE.match(line.strip())
+                    print("    " + (match.group(1) if match else line.strip())[:300])
             if not ok:
                 failures.append(dag_id)
                 print(out[-6000:])
