@@ -230,3 +230,21 @@ def test_retry_launches_anew_when_the_earlier_run_is_gone(modelops_sandbox, capf
     assert result.state == "success"
     assert _launches(modelops_sandbox) == 2
     assert "no longer exists; starting a new one" in "".join(capfd.readouterr())
+
+
+def _stored_jobs(dag_id: str) -> list:
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [row.key for row in session.query(TaskStateStoreModel).filter_by(dag_id=dag_id)]
+
+
+def test_a_finished_job_is_forgotten_so_clearing_the_task_runs_it_again(modelops_sandbox):
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.2)
+    assert run_dag(_dag("t_forget_success")).state == "success"
+    assert _stored_jobs("t_forget_success") == []
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.2, outcome="FAILED")
+    assert run_dag(_dag("t_forget_failed")).state == "failed"
+    assert _stored_jobs("t_forget_failed") == []
+    # (While waiting broke down, the job is kept: see test_retry_reattaches_instead_of_launching_again.)

@@ -187,11 +187,24 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         return self._finish(job, snap, context)
 
     def _finish(self, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
-        if snap.outcome is not Outcome.SUCCEEDED:
-            raise JobFailedError(self.failure_message(self.hook, job, snap))
-        self._result = self.on_success(self.hook, job, snap, context)
+        try:
+            if snap.outcome is not Outcome.SUCCEEDED:
+                raise JobFailedError(self.failure_message(self.hook, job, snap))
+            self._result = self.on_success(self.hook, job, snap, context)
+        except JobFailedError:
+            # The job's verdict is final (it failed, or its result failed a gate): a retry, or
+            # clearing the task, must start a new job rather than re-read this one.
+            self._forget_job(context)
+            raise
         self._result_ready = True
+        # Done: clearing the task later means "run it again", not "return that result again".
+        self._forget_job(context)
         return self._result
+
+    def _forget_job(self, context: Context) -> None:
+        store = context.get("task_state_store") if self.durable else None
+        if store is not None:
+            store.delete(self.external_id_key)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         job = dict((event or {}).get("target") or {})
