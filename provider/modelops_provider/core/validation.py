@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 # Foundry's resource identifier: ri.<service>.<instance>.<type>.<locator> (same pattern as Foundry's SDK).
 RID_PATTERN = re.compile(r"^ri\.[a-z][a-z0-9-]*\.([a-z0-9][a-z0-9\-]*)?\.[a-z][a-z0-9-]*\.[a-zA-Z0-9._-]+$")
@@ -48,3 +48,31 @@ def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float =
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise ValueError(f"{name} must be a number of seconds >= {minimum:g} (or a timedelta), got {value!r}")
     return float(value)
+
+
+@overload
+def require_bool(name: str, value: Any) -> bool: ...
+@overload
+def require_bool(name: str, value: Any, *, allow_none: Literal[True]) -> bool | None: ...
+def require_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """A boolean; the strings 'true'/'false' (what a rendered template gives) are accepted too."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
+@overload
+def require_count(name: str, value: Any, *, minimum: int = 0) -> int: ...
+@overload
+def require_count(name: str, value: Any, *, minimum: int = 0, allow_none: Literal[True]) -> int | None: ...
+def require_count(name: str, value: Any, *, minimum: int = 0, allow_none: bool = False) -> int | None:
+    """A whole number >= ``minimum`` (a bool is not a number here)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
