@@ -348,3 +348,33 @@ def test_operator_on_kill_cancels_the_build_it_waits_for(hook, modelops_sandbox)
     op._job = job
     op.on_kill()
     assert hook.get_build(job["build_rid"]).status == "CANCELED"
+
+
+def test_oauth_token_of_one_connection_does_not_serve_a_wrong_secret(modelops_sandbox, monkeypatch):
+    good = _oauth_conn(monkeypatch, modelops_sandbox.url, scopes="api:models-read")
+    good.get_live_deployment(sf.DEFAULT_LIVE_DEPLOYMENT)
+    bad = _hook_for(
+        monkeypatch,
+        modelops_sandbox.url,
+        "foundry_oauth_bad",
+        password=None,
+        client_id=sf.CLIENT_ID,
+        client_secret="revoked-secret",
+        scopes="api:models-read",
+    )
+    ok, message = bad.test_connection()
+    assert not ok and "401" in message
+
+
+def test_launch_answer_that_does_not_parse_is_ambiguous(hook, modelops_sandbox):
+    # 200 with a body that is not a run: the launch is not sent again blindly; the runs are looked at.
+    modelops_sandbox.control.fault([{"status": 200, "body": {"unexpected": True}}], path_prefix=LAUNCH_PATH)
+    run = hook.launch_model_studio(STUDIO)
+    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) == 2
+    assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [run.run_id]
+
+
+def test_encode_path_keeps_reserved_characters_inside_a_parameter():
+    from modelops_provider.core.transport import encode_path
+
+    assert encode_path("/runs/{id}/x", {"id": "a/b?c#d e"}) == "/runs/a%2Fb%3Fc%23d%20e/x"

@@ -248,3 +248,28 @@ def test_a_finished_job_is_forgotten_so_clearing_the_task_runs_it_again(modelops
     assert run_dag(_dag("t_forget_failed")).state == "failed"
     assert _stored_jobs("t_forget_failed") == []
     # (While waiting broke down, the job is kept: see test_retry_reattaches_instead_of_launching_again.)
+
+
+def test_last_try_that_cannot_reattach_cancels_the_build(modelops_sandbox):
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
+    denied = {"status": 403, "body": {"errorCode": "PERMISSION_DENIED", "errorName": "Flaky"}}
+    modelops_sandbox.control.fault([denied, denied], path_prefix=RUNS_PATH)
+    result = run_dag(_dag("t_reattach_fails", retries=1, retry_delay=timedelta(seconds=0)))
+    assert result.state == "failed"
+    cancels = [r for r in modelops_sandbox.control.requests() if r["path"].endswith("/cancel")]
+    assert len(cancels) == 1 and _launches(modelops_sandbox) == 1
+
+
+def test_sensor_pokes_again_after_a_transient_failure(modelops_sandbox):
+    from airflow.sdk import DAG
+
+    from modelops_provider.foundry.hooks import FoundryHook
+    from modelops_provider.foundry.sensors import ModelStudioRunSensor
+
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.3)
+    run = FoundryHook().launch_model_studio(STUDIO)
+    # More 503s than one request's retry budget (6 attempts): the poke fails, the next one succeeds.
+    modelops_sandbox.control.fault([{"status": 503, "headers": {"Retry-After": "0"}}] * 6, path_prefix=RUNS_PATH)
+    with DAG("t_sensor_transient", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        ModelStudioRunSensor(task_id="wait", model_studio_rid=STUDIO, run_id=run.run_id, poke_interval=0.1, timeout=30)
+    assert run_dag(dag).state == "success"

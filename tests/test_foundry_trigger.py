@@ -22,8 +22,7 @@ def _trigger(run, **kwargs) -> ModelStudioRunTrigger:
         model_studio_rid=STUDIO,
         run_id=run.run_id,
         build_rid=run.build_rid,
-        conn_id="foundry_default",
-        **{"poll_interval": 0.1, **kwargs},
+        **{"conn_id": "foundry_default", "poll_interval": 0.1, **kwargs},
     )
 
 
@@ -121,3 +120,50 @@ def test_many_triggers_share_one_loop_and_client(launch, modelops_sandbox):
 
     results = asyncio.run(main())
     assert all(r[0]["status"] == "done" for r in results)
+
+
+def _few_attempts(monkeypatch, url) -> str:
+    host, port = url.split("://")[1].split(":")
+    conn = {
+        "conn_type": "foundry",
+        "host": host,
+        "port": int(port),
+        "password": sf.STATIC_TOKEN,
+        "extra": {"scheme": "http", "retry_max_attempts": 1},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_FOUNDRY_ONE_TRY", json.dumps(conn))
+    return "foundry_one_try"
+
+
+def test_rides_out_an_outage_longer_than_one_requests_retry_budget(launch, modelops_sandbox, monkeypatch):
+    from modelops_provider.core.waiting import MAX_MISSED_POLLS
+
+    run = launch(duration_s=0.5)
+    runs_path = f"/api/v2/models/modelStudios/{STUDIO}/runs"
+    modelops_sandbox.control.fault([{"status": 503}] * (MAX_MISSED_POLLS - 1), path_prefix=runs_path)
+    trigger = _trigger(run, conn_id=_few_attempts(monkeypatch, modelops_sandbox.url))
+    events = asyncio.run(_events(trigger))
+    assert events[0]["status"] == "done"
+    # ...but not forever: MAX_MISSED_POLLS failed polls in a row end the wait with the error.
+    modelops_sandbox.control.fault([{"status": 503}] * MAX_MISSED_POLLS, path_prefix=runs_path)
+    events = asyncio.run(_events(_trigger(run, conn_id="foundry_one_try")))
+    assert events[0]["status"] == "error" and "HTTP 503" in events[0]["message"]
+
+
+def test_on_kill_before_the_trigger_ran_still_cancels(launch):
+    run = launch(duration_s=60)
+    asyncio.run(_trigger(run, cancel_on_kill=True).on_kill())
+    assert FoundryHook().get_build(run.build_rid).status == "CANCELED"
+
+
+def test_on_kill_is_bounded_by_airflows_kill_timeout(launch, modelops_sandbox, monkeypatch):
+    import modelops_provider.core.triggers as core_triggers
+
+    run = launch(duration_s=60)
+    monkeypatch.setattr(core_triggers, "ON_KILL_BUDGET_S", 0.5)
+    modelops_sandbox.control.fault(
+        [{"status": 429, "headers": {"Retry-After": "30"}}], path_prefix="/api/v2/orchestration"
+    )
+    started = time.monotonic()
+    asyncio.run(_trigger(run, cancel_on_kill=True).on_kill())
+    assert time.monotonic() - started < 2

@@ -141,3 +141,7 @@ class JobFailedError(Exception):
 
 class JobTimeoutError(JobFailedError):
     """The wait's deadline passed before the remote job ended."""
+
+    def __init__(self, message: str, *, snapshot: Any = None) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot

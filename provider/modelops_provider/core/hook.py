@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -14,7 +14,6 @@ from modelops_provider.core.retry import RetryPolicy
 from modelops_provider.core.transport import (
     Call,
     Service,
-    aiterate,
     iterate,
     new_sync_client,
     run_async,
@@ -122,9 +121,6 @@ class ApiHook(BaseHook):
 
     def iterate(self, fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]) -> Iterator[T]:
         return iterate(self.call, fetch)  # type: ignore[no-any-return]
-
-    def aiterate(self, fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]) -> AsyncIterator[T]:
-        return aiterate(self.acall, fetch)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._client is not None:

@@ -21,9 +21,9 @@ from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError, NotFoundError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
-from modelops_provider.core.transport import Call
+from modelops_provider.core.transport import Call, new_sync_client, run_sync
 from modelops_provider.core.validation import seconds
-from modelops_provider.core.waiting import Outcome, Snapshot, wait_sync
+from modelops_provider.core.waiting import Outcome, Snapshot, poll_until_terminal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -124,12 +124,15 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         return {**job, "started_at": time.time()}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        try:
-            return self.hook.call(self.check(self.hook, external_id)).outcome.value  # type: ignore[no-any-return]
-        except NotFoundError:
-            # The job an earlier try started is gone (deleted, expired): start a new one.
-            self.log.warning("%s no longer exists; starting a new one", self.describe(dict(external_id)))
-            return Outcome.FAILED.value
+        job = dict(external_id)
+        # Finding the earlier try's job is waiting too: if that breaks down on the last try, stop it.
+        with self._stop_job_if_waiting_fails(job, context):
+            try:
+                return self.hook.call(self.check(self.hook, job)).outcome.value  # type: ignore[no-any-return]
+            except NotFoundError:
+                # The job an earlier try started is gone (deleted, expired): start a new one.
+                self.log.warning("%s no longer exists; starting a new one", self.describe(job))
+                return Outcome.FAILED.value
 
     def is_job_active(self, status: str) -> bool:
         return status == Outcome.WAITING.value
@@ -162,13 +165,14 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
                 timeout=None,  # the trigger's own deadline decides, so the remote job is cancelled too
             )
         with self._stop_job_if_waiting_fails(job, context):
-            snap = wait_sync(
-                hook.call,
-                lambda: self.check(hook, job),
-                what=self.describe(job),
-                poll_interval=self.poll_interval or 0.0,
-                deadline=deadline,
-                log=self.log,
+            snap = hook.call(
+                poll_until_terminal(
+                    lambda: self.check(hook, job),
+                    what=self.describe(job),
+                    poll_interval=self.poll_interval or 0.0,
+                    deadline=deadline,
+                    log=self.log,
+                )
             )
         return self._finish(job, snap, context)
 
@@ -214,10 +218,15 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         self.log.info("%s: %s", self.describe(job), snap.summary)
         return self._finish(job, snap, context)
 
-    def _cancel(self, job: dict[str, Any]) -> None:
+    def _cancel(self, job: dict[str, Any], *, fresh_client: bool = False) -> None:
         self.log.warning("Cancelling %s", self.describe(job))
         try:
-            self.hook.call(self.cancel(self.hook, job))
+            if fresh_client:
+                # on_kill runs from a signal handler: the hook's own client may be mid-request.
+                with new_sync_client(self.hook.service) as client:
+                    run_sync(client, self.cancel(self.hook, job))
+            else:
+                self.hook.call(self.cancel(self.hook, job))
         except Exception:
             self.log.exception("Could not cancel %s", self.describe(job))
 
@@ -240,4 +249,4 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         # Runs for a task killed while waiting in the worker; a deferred task is cancelled by the
         # trigger's on_kill instead.
         if self._job is not None and not getattr(self, "_result_ready", False):
-            self._cancel(self._job)
+            self._cancel(self._job, fresh_client=True)

@@ -13,7 +13,7 @@ from modelops_provider.core.errors import JobFailedError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.operators import default_deferrable, unpack_event
 from modelops_provider.core.transport import Call
-from modelops_provider.core.waiting import Outcome, Snapshot
+from modelops_provider.core.waiting import TRANSIENT_ERRORS, Outcome, Snapshot
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -66,7 +66,12 @@ class PollingSensor(BaseSensorOperator):
         raise JobFailedError(f"{self.describe()}: {snap.reason or snap.summary}")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        snap = self.hook.call(self.check(self.hook))
+        try:
+            snap = self.hook.call(self.check(self.hook))
+        except TRANSIENT_ERRORS as exc:
+            # Not now rather than no: poke again (the sensor's timeout bounds the wait).
+            self.log.warning("%s: poke failed (%s); will poke again", self.describe(), exc)
+            return False
         if snap.summary != self._last_summary:
             self.log.info("%s: %s", self.describe(), snap.summary)
             self._last_summary = snap.summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
 import weakref
@@ -171,7 +172,7 @@ class _CachedToken:
 
 
 # Per process, shared by every hook and trigger that uses the same client credentials.
-_TOKEN_CACHE: dict[tuple[str, str, str], _CachedToken] = {}
+_TOKEN_CACHE: dict[tuple[str, str, str, str], _CachedToken] = {}
 
 
 class OAuth2ClientCredentials(Auth):
@@ -186,10 +187,13 @@ class OAuth2ClientCredentials(Auth):
         self.client_id = client_id
         self._client_secret = client_secret
         self.scopes = scopes
-        self._key: tuple[str, str, str] | None = None
+        self._key: tuple[str, str, str, str] | None = None
 
-    def _cache_key(self, service: Service) -> tuple[str, str, str]:
-        return (service.base_url + self.token_path, self.client_id, " ".join(self.scopes))
+    def _cache_key(self, service: Service) -> tuple[str, str, str, str]:
+        # The secret's digest is part of the key: a connection with a wrong or revoked secret must
+        # not ride on a token another connection obtained for the same client id.
+        digest = hashlib.sha256(self._client_secret.encode()).hexdigest()
+        return (service.base_url + self.token_path, self.client_id, " ".join(self.scopes), digest)
 
     def headers(self, service: Service) -> Call[dict[str, str]]:
         key = self._key = self._cache_key(service)
@@ -334,7 +338,8 @@ class Service:
                             return endpoint.decode(payload)
                         except pydantic.ValidationError as exc:
                             raise fail(
-                                errors.ServerError,
+                                # A create that answered 2xx did create something: let the caller look.
+                                errors.AmbiguousRequestError if endpoint.creates else errors.ServerError,
                                 f"response does not match the expected schema: {_short_validation(exc)}",
                                 status=status,
                             ) from None
@@ -486,20 +491,6 @@ def iterate(run: Callable[[Call[Any]], Any], fetch: Callable[[str | None], Call[
     while True:
         page = run(thunk())
         yield from page[0]
-        try:
-            thunk = pages.send(page)
-        except StopIteration:
-            return
-
-
-async def aiterate(arun: Callable[[Call[Any]], Any], fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]):  # type: ignore[no-untyped-def]
-    """Async twin of :func:`iterate` (the page bookkeeping itself lives once, in :func:`paged`)."""
-    pages = paged(fetch)
-    thunk = next(pages)
-    while True:
-        page = await arun(thunk())
-        for item in page[0]:
-            yield item
         try:
             thunk = pages.send(page)
         except StopIteration:

@@ -4,17 +4,19 @@ look at it, and (optionally) how to cancel it."""
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from modelops_provider.core.errors import ApiError
+from modelops_provider.core.errors import ApiError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.transport import Call
-from modelops_provider.core.waiting import Snapshot
+from modelops_provider.core.waiting import Snapshot, poll_until_terminal
+
+# Time for the cancel when a user kills the task, inside Airflow's [triggerer] on_kill_timeout (30 s).
+ON_KILL_BUDGET_S = 25.0
 
 # Event payload "status" values.
 DONE = "done"
@@ -76,29 +78,21 @@ class PollingTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook = self.hook_class(self.conn_id)
-        last: str | None = None
         try:
             await hook.aget_conn()
-            while True:
-                snap = await hook.acall(self.check(hook))
-                if snap.summary != last:
-                    self.log.info("%s", snap.summary)
-                    last = snap.summary
-                if snap.outcome.terminal:
-                    yield self._event(DONE, snapshot=snap.to_dict())
-                    return
-                now = time.time()
-                if self.deadline is not None and now >= self.deadline:
-                    yield self._event(
-                        TIMEOUT,
-                        snapshot=snap.to_dict(),
-                        message=f"still {snap.status} when the timeout expired ({snap.summary})",
-                    )
-                    return
-                pause = self.poll_interval
-                if self.deadline is not None:
-                    pause = max(0.0, min(pause, self.deadline - now))
-                await asyncio.sleep(pause)
+            snap = await hook.acall(
+                poll_until_terminal(
+                    lambda: self.check(hook),
+                    what=self.describe(),
+                    poll_interval=self.poll_interval,
+                    deadline=self.deadline,
+                    log=self.log,
+                )
+            )
+            yield self._event(DONE, snapshot=snap.to_dict())
+        except JobTimeoutError as exc:
+            last = exc.snapshot.to_dict() if exc.snapshot is not None else None
+            yield self._event(TIMEOUT, snapshot=last, message=str(exc))
         except ApiError as exc:
             yield self._event(ERROR, message=str(exc), error=exc.to_dict())
         except Exception as exc:  # a bad connection, say: report it rather than crash the trigger
@@ -106,13 +100,26 @@ class PollingTrigger(BaseTrigger):
         # asyncio.CancelledError is deliberately not caught: nothing may be awaited on that path, or
         # Airflow's on_kill may be lost (see AIRFLOW-NOTES).
 
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.target()}"
+
     async def on_kill(self) -> None:
-        """Airflow 3.3: the user marked the deferred task failed/success or cleared it."""
-        hook = self._hook
-        if not self.cancel_on_kill or hook is None or hook._service is None:
+        """Airflow 3.3: the user marked the deferred task failed/success or cleared it.
+
+        Airflow allows ``[triggerer] on_kill_timeout`` (30 s) for this, so the cancel gets a budget
+        inside it rather than the full retry policy.
+        """
+        if not self.cancel_on_kill:
             return
-        call = self.cancel(hook)
-        if call is None:
-            return
+        hook = self._hook or self.hook_class(self.conn_id)
         self.log.info("Task was killed by a user; cancelling %s", self.target())
-        await hook.acall(call)
+        try:
+            await asyncio.wait_for(self._cancel(hook), timeout=ON_KILL_BUDGET_S)
+        except Exception:
+            self.log.exception("Could not cancel %s", self.target())
+
+    async def _cancel(self, hook: ApiHook) -> None:
+        await hook.aget_conn()  # normally resolved by run() already
+        call = self.cancel(hook)
+        if call is not None:
+            await hook.acall(call)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from modelops_provider.core.errors import JobTimeoutError
-from modelops_provider.core.transport import Call
+from modelops_provider.core.errors import JobTimeoutError, RateLimitedError, ServerError, TransportError
+from modelops_provider.core.transport import Call, Sleep
 
 
 class Outcome(StrEnum):
@@ -63,30 +63,49 @@ def deadline_from(timeout: float | None, *, now: float | None = None) -> float |
     return (time.time() if now is None else now) + timeout
 
 
-def wait_sync(
-    run: Callable[[Call[Snapshot]], Snapshot],
+# Errors that say "not now" rather than "no": a poll that ends in one of them (after the request's
+# own retries) is a missed poll, and the wait goes on until this many polls in a row have missed.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ServerError, TransportError, RateLimitedError)
+MAX_MISSED_POLLS = 5
+
+
+def poll_until_terminal(
     check: Callable[[], Call[Snapshot]],
     *,
     what: str,
     poll_interval: float,
     deadline: float | None,
     log: logging.Logger | Any,
-) -> Snapshot:
-    """Poll until the remote job is terminal; log each change with the elapsed time.
+) -> Call[Snapshot]:
+    """The one wait loop, as a call: run by a worker (``hook.call``) or a trigger (``hook.acall``).
 
-    Raises :class:`JobTimeoutError` at the deadline; the caller decides what to cancel.
+    Polls until the job is terminal, logging each change with the elapsed time; rides out up to
+    ``MAX_MISSED_POLLS - 1`` consecutive transient failures; raises :class:`JobTimeoutError` (with the
+    last snapshot) at the deadline, leaving it to the caller what to cancel.
     """
     started = time.monotonic()
     last: str | None = None
+    snap: Snapshot | None = None
+    missed = 0
     while True:
-        snap = run(check())
-        if snap.summary != last:
-            log.info("%s: %s (%.0fs elapsed)", what, snap.summary, time.monotonic() - started)
-            last = snap.summary
-        if snap.outcome.terminal:
-            return snap
+        try:
+            snap = yield from check()
+        except TRANSIENT_ERRORS as exc:
+            missed += 1
+            if missed >= MAX_MISSED_POLLS:
+                raise
+            log.warning(
+                "%s: poll failed (%s); %d more failed poll(s) allowed", what, exc, MAX_MISSED_POLLS - 1 - missed
+            )
+        else:
+            missed = 0
+            if snap.summary != last:
+                log.info("%s: %s (%.0fs elapsed)", what, snap.summary, time.monotonic() - started)
+                last = snap.summary
+            if snap.outcome.terminal:
+                return snap
         now = time.time()
         if deadline is not None and now >= deadline:
-            raise JobTimeoutError(f"{what}: still {snap.status} when the timeout expired ({snap.summary})")
-        pause = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - now))
-        time.sleep(pause)
+            state = f"still {snap.status} ({snap.summary})" if snap else "not seen"
+            raise JobTimeoutError(f"{what}: {state} when the timeout expired", snapshot=snap)
+        yield Sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - now)))

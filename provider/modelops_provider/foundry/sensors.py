@@ -171,11 +171,17 @@ class LiveDeploymentSensor(PollingSensor):
         if store is not None:
             stored = store.get(self.degraded_since_key)
             self.watch.degraded_since = float(stored) if isinstance(stored, (int, float)) and stored else None
+        done = True
         try:
-            return super().poke(context)
+            result = super().poke(context)
+            done = result is not False
+            return result
         finally:
             if store is not None:
-                store.set(self.degraded_since_key, self.watch.degraded_since or 0)
+                if done:  # settled either way: a retry or a clear starts the grace afresh
+                    store.delete(self.degraded_since_key)
+                else:
+                    store.set(self.degraded_since_key, self.watch.degraded_since or 0)
 
     def make_trigger(self, deadline: float | None) -> LiveDeploymentTrigger:
         return LiveDeploymentTrigger(
