@@ -378,3 +378,13 @@ def test_encode_path_keeps_reserved_characters_inside_a_parameter():
     from modelops_provider.core.transport import encode_path
 
     assert encode_path("/runs/{id}/x", {"id": "a/b?c#d e"}) == "/runs/a%2Fb%3Fc%23d%20e/x"
+
+
+def test_ambiguous_launch_never_adopts_another_users_run(hook, modelops_sandbox, monkeypatch):
+    other = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_other", password=sf.OTHER_TOKEN)
+    theirs = other.launch_model_studio(STUDIO)
+    assert theirs.started_by == sf.OTHER_USER_ID
+    modelops_sandbox.control.fault([{"status": 502}], path_prefix=LAUNCH_PATH)
+    ours = hook.launch_model_studio(STUDIO)
+    assert ours.run_id != theirs.run_id and ours.started_by == sf.USER_ID
+    assert sorted(r.run_id for r in hook.list_model_studio_runs(STUDIO)) == sorted([ours.run_id, theirs.run_id])

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelops_provider.core.errors import AmbiguousRequestError, NotFoundError
+from modelops_provider.core.errors import AmbiguousRequestError, ApiError, NotFoundError
 from modelops_provider.core.timestamps import parse_timestamp
-from modelops_provider.core.transport import Call, Endpoint, Service, find_first
+from modelops_provider.core.transport import Call, Endpoint, Service, Sleep, find_first
 from modelops_provider.core.validation import require_rid, require_text
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.models import (
@@ -43,8 +43,9 @@ GET_LIVE_DEPLOYMENT: Endpoint[LiveDeployment] = Endpoint(
 GET_CURRENT_USER: Endpoint[CurrentUser] = Endpoint("GET", "/api/v2/admin/users/getCurrent", CurrentUser)
 
 # How far before our launch request a run found after an ambiguous launch may have started
-# (client/server clock skew allowance).
+# (client/server clock skew allowance), and the pauses between looks for it.
 LAUNCH_MATCH_SKEW_S = 30.0
+LAUNCH_RELOOK_PAUSES_S = (0.5, 1.0)
 
 
 class FoundryApi:
@@ -63,16 +64,38 @@ class FoundryApi:
         except AmbiguousRequestError as exc:
             log.warning("Launch of %s may or may not have happened (%s); looking for the run", model_studio_rid, exc)
         since = asked_at - LAUNCH_MATCH_SKEW_S
-        found = yield from self.find_model_studio_run(
-            model_studio_rid, lambda run: (parse_timestamp(run.started_time) or 0.0) >= since
-        )
-        if found is not None:
-            log.warning(
-                "Found run %s started at %s: adopting it instead of launching again", found.run_id, found.started_time
-            )
-            return found
+        # Only a run that we started: by the credentials' own user where Foundry tells us who that is.
+        me = yield from self._current_user_id()
+
+        def ours(run: ModelStudioRun) -> bool:
+            started = parse_timestamp(run.started_time) or 0.0
+            return started >= since and (me is None or run.started_by in (None, me))
+
+        # A run may take a moment to be listed: look a few times before deciding it does not exist.
+        for look, pause in enumerate((*LAUNCH_RELOOK_PAUSES_S, None), start=1):
+            found = yield from self.find_model_studio_run(model_studio_rid, ours)
+            if found is not None:
+                log.warning(
+                    "Found run %s started at %s by %s: adopting it instead of launching again",
+                    found.run_id,
+                    found.started_time,
+                    found.started_by,
+                )
+                return found
+            if pause is not None:
+                log.info("No run of ours listed yet (look %d); looking again in %.1fs", look, pause)
+                yield Sleep(pause)
         log.warning("No run of %s started since the ambiguous launch; launching again", model_studio_rid)
         return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
+
+    def _current_user_id(self) -> Call[str | None]:
+        """The id of the user the credentials act as, or None when Foundry will not say (scope)."""
+        try:
+            user = yield from self.get_current_user()
+        except ApiError as exc:
+            log.info("Could not read the current user (%s); matching runs by start time only", exc)
+            return None
+        return user.id
 
     def list_model_studio_runs_page(
         self,

@@ -24,6 +24,11 @@ STATIC_TOKEN = "sandbox-token"
 CLIENT_ID = "sandbox-client"
 CLIENT_SECRET = "sandbox-secret"
 USER_ID = "f05f8da4-b84c-4fca-9c77-8af0b13d11de"
+# A second user, to play "someone else launched a run of the same studio".
+OTHER_TOKEN = "sandbox-token-other"
+OTHER_USER_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+# Static tokens and the user each acts as; OAuth client tokens act as the sandbox user too.
+USERS = {STATIC_TOKEN: (USER_ID, "sandbox-user"), OTHER_TOKEN: (OTHER_USER_ID, "other-user")}
 
 SUCCEEDING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000001"
 FAILING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000002"
@@ -64,6 +69,7 @@ class Run:
     outcome: str
     config_version: int
     model_version_rid: str
+    started_by: str = USER_ID
     cancelled_at: float | None = None
 
     def status(self, now: float | None = None) -> str:
@@ -80,7 +86,7 @@ class Run:
             "buildRid": self.build_rid,
             "jobRid": self.job_rid,
             "configVersion": self.config_version,
-            "startedBy": USER_ID,
+            "startedBy": self.started_by,
             "startedTime": _now_iso(self.started),
             # Foundry's client requires the map; outputs are known once the build succeeded.
             "resolvedOutputs": {},
@@ -103,7 +109,7 @@ class Run:
             "rid": self.build_rid,
             "branchName": "master",
             "createdTime": _now_iso(self.started),
-            "createdBy": USER_ID,
+            "createdBy": self.started_by,
             "fallbackBranches": [],
             "jobRids": [self.job_rid],
             "retryCount": 0,
@@ -229,7 +235,7 @@ class FoundryState:
             self.studios[studio.rid] = studio
             self.runs.setdefault(studio.rid, [])
 
-    def launch(self, studio: Studio) -> Run:
+    def launch(self, studio: Studio, started_by: str = USER_ID) -> Run:
         with self.lock:
             run = Run(
                 studio=studio,
@@ -241,17 +247,19 @@ class FoundryState:
                 outcome=studio.outcome,
                 config_version=studio.config_version,
                 model_version_rid=_rid("model-version"),
+                started_by=started_by,
             )
             self.runs[studio.rid].insert(0, run)
             self.builds[run.build_rid] = run
             return run
 
-    def token_valid(self, token: str) -> bool:
-        if token == STATIC_TOKEN:
-            return True
+    def user_of(self, token: str) -> tuple[str, str] | None:
+        """(user id, username) the token acts as, or None for an invalid token."""
+        if token in USERS:
+            return USERS[token]
         with self.lock:
             expiry = self.tokens.get(token)
-            return expiry is not None and expiry > time.time()
+        return USERS[STATIC_TOKEN] if expiry is not None and expiry > time.time() else None
 
 
 def make_state() -> FoundryState:
@@ -290,11 +298,12 @@ def install(app: FastAPI, state: SandboxState) -> None:
     def fs() -> FoundryState:
         return state.foundry
 
-    def check_auth(request: Request) -> JSONResponse | None:
+    def user(request: Request) -> tuple[str, str] | None:
         header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer ") or not fs().token_valid(header[7:]):
-            return _unauthorized()
-        return None
+        return fs().user_of(header[7:]) if header.startswith("Bearer ") else None
+
+    def check_auth(request: Request) -> JSONResponse | None:
+        return None if user(request) else _unauthorized()
 
     def check_preview(request: Request) -> JSONResponse | None:
         if request.query_params.get("preview") != "true":
@@ -321,7 +330,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.get("/api/v2/admin/users/getCurrent")
     def current_user(request: Request) -> Response:
-        return check_auth(request) or JSONResponse({"id": USER_ID, "username": "sandbox-user"})
+        who = user(request)
+        return JSONResponse({"id": who[0], "username": who[1]}) if who else _unauthorized()
 
     @app.post("/api/v2/models/modelStudios/{studio_rid}/launch")
     def launch(studio_rid: str, request: Request) -> Response:
@@ -330,7 +340,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         studio = fs().studios.get(studio_rid)
         if studio is None:
             return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
-        return JSONResponse(fs().launch(studio).to_json())
+        return JSONResponse(fs().launch(studio, started_by=user(request)[0]).to_json())  # type: ignore[index]
 
     @app.get("/api/v2/models/modelStudios/{studio_rid}/runs")
     def list_runs(studio_rid: str, request: Request) -> Response:
