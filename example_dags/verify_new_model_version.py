@@ -32,7 +32,10 @@ with DAG(
 
     @task(inlets=[MODEL])
     def new_version(*, inlet_events=None) -> str:
-        event = inlet_events[MODEL][-1]  # the newest event: the one that triggered this run
+        events = inlet_events[MODEL]
+        if not events:
+            raise ValueError(f"no model version was published on {MODEL.uri} yet: train one first")
+        event = events[-1]  # the newest event (the one that triggered a scheduled run)
         print(f"New version {event.extra['modelVersionRid']} from run {event.extra['runId']}")
         return event.extra["modelVersionRid"]
 
