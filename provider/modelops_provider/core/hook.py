@@ -46,6 +46,11 @@ def timeout_from_extra(extra: dict[str, Any]) -> httpx.Timeout:
     return httpx.Timeout(read, connect=_number(extra, "connect_timeout", 10.0))
 
 
+def verify_from_extra(extra: dict[str, Any]) -> bool:
+    """TLS certificate verification (extra ``verify_ssl``; on unless set to false/0/no)."""
+    return str(extra.get("verify_ssl", True)).strip().lower() not in ("false", "0", "no")
+
+
 def split_host(host: str | None, port: int | None, scheme: str | None, *, default_scheme: str = "https") -> str:
     """Build ``scheme://host[:port]`` from connection fields; a scheme written into the host is honoured."""
     host = (host or "").strip().rstrip("/")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra
+from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra, verify_from_extra
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Auth, OAuth2ClientCredentials, Service, bearer
 from modelops_provider.foundry.api import FoundryApi
@@ -57,7 +57,7 @@ class FoundryHook(ApiHook):
             auth=auth,
             retry=self.retry_policy(extra),
             timeout=timeout_from_extra(extra),
-            verify=str(extra.get("verify_ssl", True)).lower() not in ("false", "0", "no"),
+            verify=verify_from_extra(extra),
         )
 
     # --- endpoints (sync); the trigger runs the same calls with acall() ----------------------
