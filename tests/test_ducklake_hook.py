@@ -12,12 +12,13 @@ import pytest
 
 from ducklake_helpers import add_connection, script_project, service_requests, wait_for
 from modelops_provider.core.errors import (
+    ApiError,
     InvalidArgumentError,
     NotFoundError,
     RateLimitedError,
     UnauthorizedError,
 )
-from modelops_provider.ducklake.hooks import DuckLakeHook
+from modelops_provider.ducklake.hooks import DuckLakeHook, token_principals
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 from modelops_provider.sandbox import ducklake as sd
 
@@ -219,6 +220,34 @@ def test_cancel_route_memory_goes_back_to_cancel(modelops_sandbox, monkeypatch):
     assert cancels == ["cancel", "cancellations", "cancellations", "cancel"]
 
 
+@pytest.mark.parametrize("server_routes", [["cancellations"], ["cancel", "cancellations"]])
+def test_pinned_cancel_route_is_used_from_the_first_cancel(modelops_sandbox, monkeypatch, server_routes):
+    """``cancel_route`` pins the route: a new process (a new task try) needs nothing learnt."""
+    control = modelops_sandbox.control
+    control.post("/_sandbox/ducklake/settings", {"cancel_routes": server_routes})
+    control.ducklake_model("slow", project="shop", duration_s=5)
+    hook = DuckLakeHook(
+        add_connection(monkeypatch, f"ducklake_pinned_{len(server_routes)}", cancel_route="cancellations")
+    )
+    run = hook.trigger_model_run("shop")
+    assert hook.cancel_model_run(run.id).status == "CANCELLED"
+    cancels = [(r["path"].rsplit("/", 1)[1], r["status"]) for r in service_requests(control, "POST")][1:]
+    assert cancels == [("cancellations", 200)]
+
+
+def test_pinned_cancel_route_does_not_fall_back(modelops_sandbox, monkeypatch):
+    control = modelops_sandbox.control
+    control.post("/_sandbox/ducklake/settings", {"cancel_routes": ["cancellations"], "missing_route_status": 405})
+    control.ducklake_model("slow", project="shop", duration_s=5)
+    hook = DuckLakeHook(add_connection(monkeypatch, "ducklake_pinned_old", cancel_route="cancel"))
+    run = hook.trigger_model_run("shop")
+    with pytest.raises(ApiError) as info:
+        hook.cancel_model_run(run.id)
+    assert info.value.status == 405
+    assert [r["path"].rsplit("/", 1)[1] for r in service_requests(control, "POST")][1:] == ["cancel"]
+    assert hook.get_model_run(run.id).status in ("PENDING", "RUNNING")
+
+
 def test_429_waits_for_retry_after(modelops_sandbox):
     control = modelops_sandbox.control
     control.post("/_sandbox/ducklake/settings", {"rate_limit": {"rps": 1, "burst": 1}})
@@ -269,6 +298,33 @@ def test_ambiguous_trigger_adopts_the_run_instead_of_triggering_again(modelops_s
     assert len(service_requests(control, "POST")) == 1
 
 
+def test_ambiguous_trigger_reads_back_only_to_the_request_and_skips_other_principals_runs(modelops_sandbox):
+    """No run of ours was created: the look stops at the first page that reaches back past the
+    request (the list is newest first) instead of walking the whole history, and a fresh run of the
+    same request by another principal is not adopted."""
+    control = modelops_sandbox.control
+    script_project(control, "shop", {"name": "a"})
+    # A long history (three pages of 100) of runs like ours in all but their age.
+    same = {"project": "shop", "trigger_type": "MANUAL", "triggered_by": sd.JWT_SUBJECT}
+    control.post("/_sandbox/ducklake/runs", {**same, "count": 250, "created_ago_s": 3600})
+    theirs = control.post("/_sandbox/ducklake/runs", {**same, "triggered_by": "someone-else"})
+    # A 502 without processing the trigger: the client cannot know whether it took effect.
+    control.fault([{"status": 502, "body": {"code": 502, "message": "bad gateway"}}], method="POST")
+    run = DuckLakeHook().trigger_model_run("shop")
+
+    assert run.id != theirs["id"] and run.triggered_by == sd.JWT_SUBJECT
+    assert [r["status"] for r in service_requests(control, "POST")] == [502, 201]
+    pages = service_requests(control, "GET", "/v1/model-runs")
+    assert [r["query"].get("page_token") for r in pages] == [None]  # one page, not three
+
+
+def test_token_principals_are_the_jwt_claims_lower_cased():
+    token = sd.make_jwt("Robot-7")
+    assert {"robot-7", "modelops-sandbox"} <= token_principals(token)
+    assert token_principals("an-opaque-token") == frozenset()
+    assert token_principals("not.a.jwt") == frozenset()
+
+
 def test_connection_settings(modelops_sandbox, monkeypatch):
     hook = DuckLakeHook()
     base = modelops_sandbox.url + "/v1"
@@ -292,6 +348,7 @@ def test_connection_settings(modelops_sandbox, monkeypatch):
         ("ducklake_bad_ui", {"ui_url_template": "https://ui/{id}"}, "ui_url_template"),
         ("ducklake_bad_prefix", {"path_prefix": "/v 1"}, "path_prefix"),
         ("ducklake_no_secret", {"password": ""}, "no token or API key"),
+        ("ducklake_bad_cancel", {"cancel_route": "cancelation"}, "'cancel_route' must be one of .*'cancelation'"),
     ]:
         with pytest.raises(ValueError, match=words):
             DuckLakeHook(add_connection(monkeypatch, conn_id, **extra)).get_conn()
@@ -351,8 +408,10 @@ def test_provider_info_declares_the_ducklake_connection_form():
         jsonschema.validate(info, json.load(schema))
     conn = next(c for c in info["connection-types"] if c["connection-type"] == "ducklake")
     assert conn["hook-class-name"] == "modelops_provider.ducklake.hooks.DuckLakeHook"
-    assert {"scheme", "path_prefix", "auth_type", "ui_url_template", "read_timeout"} <= set(conn["conn-fields"])
-    assert conn["conn-fields"]["auth_type"]["schema"]["enum"] == ["bearer", "api_key", None]
+    fields = conn["conn-fields"]
+    assert {"scheme", "path_prefix", "auth_type", "ui_url_template", "cancel_route", "read_timeout"} <= set(fields)
+    assert fields["auth_type"]["schema"]["enum"] == ["bearer", "api_key", None]
+    assert fields["cancel_route"]["schema"]["enum"] == ["cancel", "cancellations", None]
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "JWT or API key"
     assert "modelops_provider.ducklake.links.DuckLakeModelRunLink" in info["extra-links"]
     assert DuckLakeHook.default_conn_name == "ducklake_default" and DuckLakeHook.conn_type == "ducklake"

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from dagrun import run_dag
-from ducklake_helpers import script_project, service_requests, wait_for
+from ducklake_helpers import add_connection, script_project, service_requests, wait_for
+from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.sandbox import ducklake as sd
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -115,7 +116,7 @@ def test_failing_test_fails_the_task_naming_tests_and_models(modelops_sandbox, c
     result = run_dag(dag_of(f"dl_gate_{status}", operator))
     assert result.state == "failed"
     log = output(capfd)
-    assert f"1 test(s) failed on model(s) fct_orders: positive_total on model fct_orders ({status}" in log
+    assert f"1 test(s) did not pass on model(s) fct_orders: positive_total on model fct_orders ({status}" in log
     assert run_statuses(modelops_sandbox.url) == [("SUCCESS", None)]
     assert asset_events(result.task("transform").xcom["run_id"]) == {}
 
@@ -131,6 +132,73 @@ def test_test_failures_only_warn_when_told(modelops_sandbox, capfd):
     assert result.state == "success"
     assert result.task("transform").xcom["return_value"]["tests"][0]["status"] == "FAIL"
     assert "fail_on_test_failure=False: not failing the task" in output(capfd)
+
+
+def test_retry_after_a_failing_test_triggers_a_new_run(modelops_sandbox):
+    """The gate's verdict is final: the retry does not re-read the run the first try gated, it
+    triggers a new one."""
+    control = modelops_sandbox.control
+    script_project(control, "shop", {"name": "fct_orders", "tests": [{"name": "positive_total", "status": "FAIL"}]})
+    dag = dag_of("dl_gate_retry", lambda: operator(retries=1, retry_delay=timedelta(seconds=0)))
+    result = run_dag(dag)
+    assert result.state == "failed"
+    assert result.task("transform").try_number == 2
+    assert [r["path"] for r in service_requests(control, "POST")] == ["/v1/model-runs", "/v1/model-runs"]
+    assert run_statuses(modelops_sandbox.url) == [("SUCCESS", None), ("SUCCESS", None)]
+
+
+def succeeded_run_with_test_results(control: Any, results: list[dict[str, Any]]) -> str:
+    """A SUCCESS run of project ``shop`` (one model, ``fct_orders``) whose test results the platform
+    answers with ``results`` (statuses the 2026-03-01 API does not have, say)."""
+    script_project(control, "shop", {"name": "fct_orders", "duration_s": 0, "tests": [{"name": "positive_total"}]})
+    run_id = control.post("/_sandbox/ducklake/runs", {"project": "shop"})["id"]
+    hook = DuckLakeHook()
+    wait_for(lambda: hook.get_model_run(run_id).status == "SUCCESS")
+    step_id = hook.list_model_run_steps(run_id)[0].id
+    body = {"data": [{**r, "run_step_id": step_id} for r in results]}
+    control.fault([{"status": 200, "body": body}], path_prefix=f"/v1/model-runs/{run_id}/steps/{step_id}/test-results")
+    return run_id
+
+
+@pytest.mark.parametrize(
+    ("result", "words"),
+    [
+        ({"status": "SKIPPED"}, "status 'SKIPPED' is not PASS"),
+        ({}, "status None is not PASS"),
+    ],
+    ids=["unknown", "missing"],
+)
+def test_a_test_status_other_than_pass_fails_the_gate(modelops_sandbox, capfd, result, words):
+    from modelops_provider.ducklake.sensors import DuckLakeModelRunSensor
+
+    control = modelops_sandbox.control
+    results = [{"test_name": "not_null_id", "status": "PASS"}, {"test_name": "positive_total", **result}]
+    run_id = succeeded_run_with_test_results(control, results)
+    dag = dag_of(
+        f"dl_gate_status_{len(result)}",
+        lambda: DuckLakeModelRunSensor(task_id="wait", run_id=run_id, poke_interval=0.1),
+    )
+    assert run_dag(dag).state == "failed"
+    assert f"1 test(s) did not pass on model(s) fct_orders: positive_total on model fct_orders ({words})" in output(
+        capfd
+    )
+
+
+def test_a_test_status_other_than_pass_only_warns_when_told(modelops_sandbox, capfd):
+    from modelops_provider.ducklake.sensors import DuckLakeModelRunSensor
+
+    control = modelops_sandbox.control
+    run_id = succeeded_run_with_test_results(control, [{"test_name": "positive_total", "status": "SKIPPED"}])
+    dag = dag_of(
+        "dl_gate_status_warn",
+        lambda: DuckLakeModelRunSensor(task_id="wait", run_id=run_id, poke_interval=0.1, fail_on_test_failure=False),
+    )
+    result = run_dag(dag)
+    assert result.state == "success"
+    assert result.task("wait").xcom["return_value"]["tests"][0]["status"] == "SKIPPED"
+    log = output(capfd)
+    assert "positive_total on model fct_orders (status 'SKIPPED' is not PASS)" in log
+    assert "fail_on_test_failure=False: not failing the task" in log
 
 
 def test_failed_run_reports_error_message_and_failing_models(modelops_sandbox, capfd):
@@ -186,19 +254,55 @@ def test_timeout_cancels_the_run(modelops_sandbox, deferrable):
     assert [r["path"].rsplit("/", 1)[1] for r in service_requests(control, "POST")][1:] == ["cancel"]
 
 
+@pytest.mark.parametrize(
+    ("cancel_route", "deferrable"), [(None, False), ("cancellations", True)], ids=["learnt-sync", "pinned-deferrable"]
+)
+def test_timeout_cancels_through_cancellations_on_a_newer_server(
+    modelops_sandbox, monkeypatch, cancel_route, deferrable
+):
+    control = modelops_sandbox.control
+    control.post("/_sandbox/ducklake/settings", {"cancel_routes": ["cancellations"]})
+    script_project(control, "shop", {"name": "slow", "duration_s": 5})
+    extra = {} if cancel_route is None else {"cancel_route": cancel_route}
+    conn_id = add_connection(monkeypatch, f"ducklake_newer_{cancel_route or 'learnt'}", **extra)
+    dag = dag_of(
+        f"dl_timeout_newer_{deferrable}",
+        lambda: operator(deferrable=deferrable, timeout=0.6, ducklake_conn_id=conn_id),
+    )
+    assert run_dag(dag).state == "failed"
+    assert run_statuses(modelops_sandbox.url) == [("CANCELLED", f"cancelled by {sd.JWT_SUBJECT}")]
+    cancels = [(r["path"].rsplit("/", 1)[1], r["status"]) for r in service_requests(control, "POST")][1:]
+    if cancel_route is None:
+        assert cancels == [("cancel", 404), ("cancellations", 200)]
+    else:
+        assert cancels == [("cancellations", 200)]
+
+
+def test_on_kill_cancels_the_run_it_waits_for(modelops_sandbox):
+    control = modelops_sandbox.control
+    script_project(control, "shop", {"name": "slow", "duration_s": 5})
+    op = operator()
+    job = op.submit_job({})  # what execute() does first
+    op._job = job
+    op.on_kill()
+    assert DuckLakeHook().get_model_run(job["run_id"]).status == "CANCELLED"
+    assert [r["path"].rsplit("/", 1)[1] for r in service_requests(control, "POST")] == ["model-runs", "cancel"]
+
+
 @pytest.mark.parametrize("when", ["running", "succeeded"])
 def test_retry_reattaches_to_the_run_of_the_failed_try(modelops_sandbox, when):
-    """Try 1 triggers, then fails (an HTTP 500 is not retried); try 2 re-attaches to the same run,
-    whether it is still running (deferred wait) or already succeeded (read its steps and finish)."""
+    """Try 1 triggers, then fails; try 2 re-attaches to the same run, whether it is still running
+    (deferred wait) or already succeeded (read its steps and finish)."""
     control = modelops_sandbox.control
-    boom = {"status": 500, "body": {"code": 500, "message": "database is locked"}}
     if when == "running":
         script_project(control, "shop", *({**m, "duration_s": 1.5} for m in PASSING))
-        faults = [boom]  # the trigger's first look at the run
+        # The trigger's first look at the run is refused (a failed poll that is not transient).
+        faults = [{"status": 403, "body": {"code": 403, "message": "access denied"}}]
     else:
         script_project(control, "shop", *({**m, "duration_s": 0} for m in PASSING))
         control.post("/_sandbox/ducklake/settings", {"pending_s": 0})
-        faults = [{}, boom]  # the first look passes (SUCCESS at once), reading the steps fails
+        # The first look passes (SUCCESS at once); reading the steps fails (a 500 is not re-sent).
+        faults = [{}, {"status": 500, "body": {"code": 500, "message": "database is locked"}}]
     control.fault(faults, method="GET", path_prefix="/v1/model-runs/")
     dag = dag_of(
         f"dl_retry_{when}",
@@ -301,7 +405,8 @@ def test_sensor_fails_on_a_failed_run(modelops_sandbox, capfd):
     assert run_dag(dag).state == "failed"
     log = output(capfd)
     assert f"DuckLake model run {run['id']} ended FAILED: one or more models failed. failed models: stg_orders" in log
-    assert "not built: fct_orders (SKIPPED)" in log
+    # The same words as the operator's, link included.
+    assert f"not built: fct_orders (SKIPPED). See {modelops_sandbox.url}/ui/ducklake/model-runs/{run['id']}" in log
 
 
 def test_example_dag_runs_and_queues_the_dag_scheduled_on_the_model(modelops_sandbox):

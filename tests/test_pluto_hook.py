@@ -203,6 +203,10 @@ def test_bad_key_fails_before_any_request_without_echoing_it(modelops_sandbox, m
         (lambda h: h.log_metrics(1, "p", {"acc": "high"}), r"metrics\['acc'\] must be a number, got 'high'"),
         (lambda h: h.log_metrics(1, "p", {"acc": float("inf")}), r"metrics\['acc'\] must be a finite number"),
         (lambda h: h.log_metrics(1, "p", {"acc": 1}, step=-1), r"step must be an integer >= 0, got -1"),
+        (lambda h: h.create_run("p", "r", fork_step=-1), r"fork_step must be an integer >= 0, got -1"),
+        (lambda h: h.create_run("p", "r", fork_step=True), r"fork_step must be an integer >= 0, got True"),
+        (lambda h: h.create_run("p", "r", inherit_config="maybe"), r"inherit_config must be a boolean, got 'maybe'"),
+        (lambda h: h.create_run("p", "r", inherit_tags=1), r"inherit_tags must be a boolean, got 1"),
         (lambda h: h.log_metrics(1, "Projekt Ä", {"acc": 1}), r"project_name must be ASCII"),
     ],
 )

@@ -91,6 +91,7 @@ def test_success_creates_one_run_with_params_as_config_and_closes_it_completed(m
         "dagRunId": result.run_id,
         "failedTasks": [],
         "upstreamFailedTasks": [],
+        "unfinishedTasks": [],
     }
     values = {name: [p["value"] for p in points] for name, points in run["metrics"].items()}
     # numeric leaves of the XCom dict, flattened; "summary" (text) is skipped
@@ -117,6 +118,114 @@ def test_upstream_failure_closes_the_run_failed_with_the_task_ids(modelops_sandb
     assert run["statusMetadata"]["failedTasks"] == ["train"]
     assert run["statusMetadata"]["upstreamFailedTasks"] == ["evaluate"]
     assert run["metrics"] == {}  # evaluate never ran: nothing to log, no error
+
+
+def test_decide_status_completes_only_when_every_task_succeeded_or_skipped():
+    from modelops_provider.pluto.operators import decide_status
+
+    assert decide_status({"a": "success", "b": "skipped"}) == (
+        "COMPLETED",
+        {"failedTasks": [], "upstreamFailedTasks": [], "unfinishedTasks": []},
+    )
+    assert decide_status({}) == ("COMPLETED", {"failedTasks": [], "upstreamFailedTasks": [], "unfinishedTasks": []})
+    unfinished = ["running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "deferred", "restarting", None]
+    for state in unfinished:
+        assert decide_status({"a": "success", "b": state}) == (
+            "FAILED",
+            {"failedTasks": [], "upstreamFailedTasks": [], "unfinishedTasks": ["b"]},
+        ), state
+    states = {"a": "failed", "b": "upstream_failed", "c": None, "d": "success", "e": "deferred", "f": "weird_new_state"}
+    assert decide_status(states) == (
+        "FAILED",
+        {"failedTasks": ["a"], "upstreamFailedTasks": ["b"], "unfinishedTasks": ["c", "e", "f"]},
+    )
+
+
+def test_mapped_instances_fold_into_their_task_keeping_the_worst_state():
+    from modelops_provider.pluto.operators import fold_mapped
+
+    tasks = {"train", "work", "work_2", "evaluate"}
+    raw = {
+        "train": "success",
+        "work_0": "success",
+        "work_1": "running",
+        "work_3": "success",
+        "work_2": "success",  # a task of its own, not an instance of "work"
+        "evaluate_0": "upstream_failed",
+        "evaluate_1": "failed",
+        "evaluate_2": "success",
+        "evaluate_7": "removed",  # no longer part of the DAG run
+        "gone_0": "failed",  # not a task of this DAG (any more): kept under its own key
+    }
+    assert fold_mapped(raw, tasks) == {
+        "train": "success",
+        "work": "running",
+        "work_2": "success",
+        "evaluate": "failed",
+        "gone_0": "failed",
+    }
+    assert fold_mapped({"work_0": "skipped", "work_1": "success"}, tasks) == {"work": "skipped"}
+    assert fold_mapped({"work_0": "removed"}, tasks) == {}
+
+
+def test_a_failed_mapped_instance_fails_the_run_under_its_task_id(modelops_sandbox):
+    from airflow.sdk import DAG, task
+
+    from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
+
+    with DAG("t_pluto_mapped", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        start = PlutoStartRunOperator(task_id="pluto_start", project_name="airflow-tests")
+        finish = PlutoFinishRunOperator(task_id="pluto_finish")
+
+        @task
+        def shard(n: int) -> int:
+            if n == 2:
+                raise RuntimeError("shard 2 diverged")
+            return n
+
+        start.as_setup() >> shard.expand(n=[1, 2, 3]) >> finish.as_teardown(setups=start)
+    result = run_dag(dag)
+    assert result.state == "failed"
+    run = only_run(modelops_sandbox.control)
+    assert run["status"] == "FAILED"
+    assert run["statusMetadata"]["failedTasks"] == ["shard"]
+    assert run["statusMetadata"]["upstreamFailedTasks"] == []
+    assert run["statusMetadata"]["unfinishedTasks"] == []
+
+
+def test_a_task_not_finished_when_the_teardown_reports_fails_the_run(modelops_sandbox):
+    """A skipped task is fine; a task that has not finished (here: one placed after the teardown, so
+    it has not even started) means the DAG run's outcome is not known to be good."""
+    from airflow.sdk import DAG, task
+
+    from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
+
+    with DAG("t_pluto_unfinished", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        start = PlutoStartRunOperator(task_id="pluto_start", project_name="airflow-tests")
+        finish = PlutoFinishRunOperator(task_id="pluto_finish")
+
+        @task
+        def train() -> int:
+            return 1
+
+        @task
+        def optional() -> None:
+            from airflow.providers.common.compat.sdk import AirflowSkipException
+
+            raise AirflowSkipException("nothing to do")
+
+        @task
+        def publish() -> int:
+            return 2
+
+        start.as_setup() >> [train(), optional()] >> finish.as_teardown(setups=start)
+        finish >> publish()
+    result = run_dag(dag)
+    assert result.task("optional").state == "skipped" and result.task("publish").state == "success"
+    run = only_run(modelops_sandbox.control)
+    assert run["status"] == "FAILED"
+    assert run["statusMetadata"]["failedTasks"] == [] and run["statusMetadata"]["upstreamFailedTasks"] == []
+    assert run["statusMetadata"]["unfinishedTasks"] == ["publish"]
 
 
 def test_retried_start_task_resumes_the_same_run(modelops_sandbox, monkeypatch):
@@ -219,6 +328,9 @@ def test_finish_needs_a_start_task(modelops_sandbox):
     assert pluto_requests(modelops_sandbox.control) == []
     with pytest.raises(ValueError, match=r"metrics_from_xcom\['x'\] must be a task id"):
         PlutoFinishRunOperator(task_id="f", metrics_from_xcom={"x": ["a", "b", "c"]})
+    for step in (-1, True, "1"):
+        with pytest.raises(ValueError, match=f"step must be an integer >= 0, got {step!r}"):
+            PlutoFinishRunOperator(task_id="f", step=step)
 
 
 def test_example_train_and_track_is_one_completed_run_with_model_and_checks(modelops_sandbox):

@@ -7,18 +7,20 @@ async client. Arguments are checked before any request is sent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from modelops_provider.core.errors import AmbiguousRequestError, ApiError, InvalidArgumentError, ServerError
 from modelops_provider.core.timestamps import parse_timestamp
-from modelops_provider.core.transport import Call, Endpoint, Service, find_first, paged
-from modelops_provider.core.validation import require_uuid
-from modelops_provider.core.waiting import Outcome, Snapshot
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first
+from modelops_provider.core.validation import require_bool, require_uuid
+from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.models import (
     ModelRun,
     ModelRunStep,
@@ -27,11 +29,9 @@ from modelops_provider.ducklake.models import (
     ModelTestResultList,
     PaginatedModelRuns,
 )
-from modelops_provider.ducklake.report import RunReport
-from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot, step_outcome
+from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 LIST_MODEL_RUNS: Endpoint[PaginatedModelRuns] = Endpoint("GET", "/model-runs", PaginatedModelRuns)
 TRIGGER_MODEL_RUN: Endpoint[ModelRun] = Endpoint("POST", "/model-runs", ModelRun, creates=True)
@@ -46,6 +46,11 @@ LIST_MODEL_TEST_RESULTS: Endpoint[ModelTestResultList] = Endpoint(
     "GET", "/model-runs/{run_id}/steps/{step_id}/test-results", ModelTestResultList
 )
 
+# The cancel route a connection may pin (extra ``cancel_route``), by name.
+CANCEL_ROUTES: dict[str, Endpoint[ModelRun | None]] = {
+    "cancel": CANCEL_MODEL_RUN,
+    "cancellations": CANCEL_MODEL_RUN_NEWER,
+}
 # Statuses that mean "this route does not exist here" for the cancel fallback.
 ROUTE_MISSING = (404, 405)
 # Which cancel route answered, per connection and base URL, for the life of the process.
@@ -82,15 +87,6 @@ def require_model_names(name: str, value: Any) -> list[str] | None:
     return names
 
 
-def require_bool(name: str, value: Any) -> bool:
-    """A boolean; the strings 'true'/'false' (what a rendered template gives) are accepted too."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"{name} must be a boolean, got {value!r}")
-
-
 def require_status(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -107,22 +103,17 @@ def require_max_results(name: str, value: Any) -> int | None:
     return value
 
 
-def collect(fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]) -> Call[list[T]]:
-    """Every item of a (possibly) paged list endpoint, inside one call."""
-    items: list[T] = []
-    pages = paged(fetch)
-    try:
-        thunk = next(pages)
-        while True:
-            page = yield from thunk()
-            items.extend(page[0])
-            thunk = pages.send(page)
-    except StopIteration:
-        return items
+def _created_before(run: ModelRun, since: float) -> bool:
+    created = parse_timestamp(run.created_at)
+    return created is not None and created < since
 
 
-def _same_request(run: ModelRun, body: dict[str, Any], since: float) -> bool:
-    """Could ``run`` be the one our (ambiguous) trigger request created?"""
+def _same_request(run: ModelRun, body: dict[str, Any], since: float, principals: frozenset[str]) -> bool:
+    """Could ``run`` be the one our (ambiguous) trigger request created?
+
+    ``principals`` are the names the platform may know our credential by (empty when unknown, as
+    for an API key): a run another principal triggered is never ours.
+    """
     if run.project_name != body["project_name"]:
         return False
     created = parse_timestamp(run.created_at)
@@ -130,18 +121,33 @@ def _same_request(run: ModelRun, body: dict[str, Any], since: float) -> bool:
         return False
     if run.trigger_type not in (None, "MANUAL"):
         return False
+    if principals and run.triggered_by and run.triggered_by.strip().lower() not in principals:
+        return False
     if run.full_refresh is not None and run.full_refresh != body["full_refresh"]:
         return False
     wanted = body.get("model_names")
     return wanted is None or sorted(run.model_names or []) == sorted(wanted)
 
 
+@dataclass(frozen=True)
+class DuckLakeSettings:
+    """What the hook and the calls read from the connection besides the address and the secret."""
+
+    host: str
+    ui_url_template: str | None = None
+    # "cancel" or "cancellations" to pin the cancel route; None: try /cancel, fall back, remember.
+    cancel_route: str | None = None
+    # Names the platform may know our credential by (lower-cased); empty when unknown.
+    principals: frozenset[str] = frozenset()
+
+
 class DuckLakeApi:
     """Call builders over one DuckLake service (resolved lazily, so async code can resolve it first)."""
 
-    def __init__(self, service: Callable[[], Service], conn_id: str) -> None:
+    def __init__(self, service: Callable[[], Service], conn_id: str, settings: Callable[[], DuckLakeSettings]) -> None:
         self._service = service
         self.conn_id = conn_id
+        self._settings = settings
 
     # --- runs ---------------------------------------------------------------------------------
     def list_model_runs_page(
@@ -183,7 +189,10 @@ class DuckLakeApi:
                 "Trigger of a %s model run may or may not have happened (%s); looking for it", project_name, exc
             )
             since = asked_at - TRIGGER_MATCH_SKEW_S
-            found = yield from find_first(self.pages(), lambda r: _same_request(r, body, since))
+            principals = self._settings().principals
+            found = yield from find_first(
+                self._runs_created_since(since), lambda r: _same_request(r, body, since, principals)
+            )
             if found is not None:
                 log.warning(
                     "Found run %s created at %s: adopting it instead of triggering again", found.id, found.created_at
@@ -197,6 +206,17 @@ class DuckLakeApi:
             )
         return run
 
+    def _runs_created_since(self, since: float) -> Callable[[str | None], Call[tuple[list[ModelRun], str | None]]]:
+        """The runs list (newest first) cut at the first run created before ``since``: once one page
+        reaches back that far, no further page is fetched."""
+
+        def fetch(token: str | None) -> Call[tuple[list[ModelRun], str | None]]:
+            runs, next_token = yield from self.list_model_runs_page(page_token=token)
+            recent = list(itertools.takewhile(lambda r: not _created_before(r, since), runs))
+            return recent, (next_token if len(recent) == len(runs) else None)
+
+        return fetch
+
     def get_model_run(self, run_id: str) -> Call[ModelRun]:
         run_id = require_uuid("run_id", run_id)
         return (yield from self._service().call(GET_MODEL_RUN, path={"run_id": run_id}))
@@ -208,12 +228,16 @@ class DuckLakeApi:
     def cancel_model_run(self, run_id: str) -> Call[ModelRun | None]:
         """Cancel a PENDING or RUNNING run (a finished run answers 400).
 
-        Tries ``POST .../cancel`` (the 2026-03-01 API); if that route answers 404 or 405, tries
+        With the connection extra ``cancel_route`` set, only that route is used. Otherwise tries
+        ``POST .../cancel`` (the 2026-03-01 API); if that route answers 404 or 405, tries
         ``POST .../cancellations`` (newer servers) once. The route that exists is remembered for this
-        connection for the life of the process, and tried first next time.
+        connection for the life of the process (a task try, in Airflow 3), and tried first next time.
         """
         run_id = require_uuid("run_id", run_id)
         service = self._service()
+        pinned = self._settings().cancel_route
+        if pinned is not None:
+            return (yield from service.call(CANCEL_ROUTES[pinned], path={"run_id": run_id}))
         key = (self.conn_id, service.base_url)
         first = _CANCEL_ROUTES.get(key, CANCEL_MODEL_RUN)
         other = CANCEL_MODEL_RUN_NEWER if first is CANCEL_MODEL_RUN else CANCEL_MODEL_RUN
@@ -265,31 +289,14 @@ class DuckLakeApi:
         )
         return page.data, page.next_page_token
 
-    def list_model_run_steps(self, run_id: str) -> Call[list[ModelRunStep]]:
-        """Every step of a run (one per model). The list is not paged; a ``next_page_token`` is followed."""
+    def step_pages(self, run_id: str) -> Callable[[str | None], Call[tuple[list[ModelRunStep], str | None]]]:
+        """The page fetcher of a run's steps (the run id is checked now, not at the first page). The
+        list is not paged; a ``next_page_token`` is followed if a server ever sends one."""
         run_id = require_uuid("run_id", run_id)
-        return (yield from collect(lambda token: self.list_model_run_steps_page(run_id, token)))
+        return lambda token: self.list_model_run_steps_page(run_id, token)
 
     def list_model_test_results(self, run_id: str, step_id: str) -> Call[list[ModelTestResult]]:
         run_id = require_uuid("run_id", run_id)
         step_id = require_uuid("step_id", step_id)
         page = yield from self._service().call(LIST_MODEL_TEST_RESULTS, path={"run_id": run_id, "step_id": step_id})
         return page.data
-
-    def run_report(self, run_id: str, run: ModelRun | None = None) -> Call[RunReport]:
-        """A run's steps, and the test results of every step that ran."""
-        run_id = require_uuid("run_id", run_id)
-        if run is None:
-            run = yield from self.get_model_run(run_id)
-        steps = yield from self.list_model_run_steps(run_id)
-        tests: dict[str, list[ModelTestResult]] = {}
-        for step in steps:
-            if step_outcome(step.status) not in (Outcome.SUCCEEDED, Outcome.FAILED):
-                continue  # never ran: no tests
-            try:
-                step_id = require_uuid("step id", step.id)
-            except ValueError:
-                log.warning("Step of model %s has no usable id (%r); its tests are not read", step.model_name, step.id)
-                continue
-            tests[step_id] = yield from self.list_model_test_results(run_id, step_id)
-        return RunReport(run=run, steps=steps, tests=tests)

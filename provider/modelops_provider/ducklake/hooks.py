@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import logging
 import string
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra
+from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra, verify_from_extra
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import HeaderAuth, Service, bearer
-from modelops_provider.ducklake.api import DuckLakeApi
+from modelops_provider.core.waiting import Outcome
+from modelops_provider.ducklake.api import CANCEL_ROUTES, DuckLakeApi, DuckLakeSettings
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
+from modelops_provider.ducklake.report import RunReport
+from modelops_provider.ducklake.status import step_outcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+log = logging.getLogger(__name__)
 
 AUTH_TYPES = ("bearer", "api_key")
 DEFAULT_PATH_PREFIX = "/v1"
 UI_TEMPLATE_FIELDS = ("base_url", "run_id", "project_name")
 ASSET_SCHEME = "ducklake"
-
-
-@dataclass(frozen=True)
-class DuckLakeSettings:
-    """What the hook reads from its connection besides the address and the secret."""
-
-    host: str
-    ui_url_template: str | None
 
 
 def path_prefix(value: Any) -> str:
@@ -59,6 +59,34 @@ def ui_url_template(value: Any) -> str | None:
     return value
 
 
+def cancel_route(value: Any) -> str | None:
+    """The connection extra ``cancel_route``: None (not set) lets the hook find the route itself."""
+    if value in (None, ""):
+        return None
+    if value not in CANCEL_ROUTES:
+        raise ValueError(
+            f"connection extra 'cancel_route' must be one of {', '.join(map(repr, CANCEL_ROUTES))}, got {value!r}"
+        )
+    return str(value)
+
+
+def token_principals(token: str) -> frozenset[str]:
+    """The names the platform may know the holder of a JWT by, lower-cased: the platform takes its
+    principal's name from one claim (by default ``email``, then ``preferred_username``, then ``sub``;
+    the claim is configurable), so every string claim is a candidate. Empty for a token that is not a
+    JWT. The signature is not checked: this only decides whose runs are *not* ours."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return frozenset()
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return frozenset()
+    if not isinstance(claims, dict):
+        return frozenset()
+    return frozenset(v.strip().lower() for v in claims.values() if isinstance(v, str) and v.strip())
+
+
 class DuckLakeHook(ApiHook):
     """Talks to a DuckLake data platform (``/v1`` API) with a JWT bearer token or an API key.
 
@@ -66,7 +94,9 @@ class DuckLakeHook(ApiHook):
     (``https`` unless ``http``), ``path_prefix`` (default ``/v1``), ``auth_type`` (``bearer``, the
     default, sends ``Authorization: Bearer <password>``; ``api_key`` sends ``X-API-Key: <password>``),
     ``ui_url_template`` (for the extra link, e.g. ``https://ducklake.example.com/runs/{run_id}``),
-    plus the shared ``connect_timeout``, ``read_timeout``, ``retry_max_attempts``.
+    ``cancel_route`` (``cancel`` or ``cancellations`` pins the cancel route; unset, the hook tries
+    ``/cancel`` and falls back to ``/cancellations``), plus the shared ``connect_timeout``,
+    ``read_timeout``, ``retry_max_attempts``.
     """
 
     conn_name_attr = "ducklake_conn_id"
@@ -76,7 +106,7 @@ class DuckLakeHook(ApiHook):
 
     def __init__(self, ducklake_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(ducklake_conn_id, **kwargs)
-        self.api = DuckLakeApi(lambda: self.service, self.conn_id)
+        self.api = DuckLakeApi(lambda: self.service, self.conn_id, lambda: self.settings)
         self._settings: DuckLakeSettings | None = None
 
     def build_service(self, conn: Connection) -> Service:
@@ -95,6 +125,8 @@ class DuckLakeHook(ApiHook):
         self._settings = DuckLakeSettings(
             host=urlsplit(origin).hostname or "",
             ui_url_template=ui_url_template(extra.get("ui_url_template")),
+            cancel_route=cancel_route(extra.get("cancel_route")),
+            principals=token_principals(conn.password) if auth_type == "bearer" else frozenset(),
         )
         return Service(
             name="DuckLake",
@@ -102,7 +134,7 @@ class DuckLakeHook(ApiHook):
             auth=auth,
             retry=self.retry_policy(extra),
             timeout=timeout_from_extra(extra),
-            verify=str(extra.get("verify_ssl", True)).lower() not in ("false", "0", "no"),
+            verify=verify_from_extra(extra),
         )
 
     @property
@@ -130,10 +162,26 @@ class DuckLakeHook(ApiHook):
         return self.call(self.api.cancel_model_run(run_id))
 
     def list_model_run_steps(self, run_id: str) -> list[ModelRunStep]:
-        return self.call(self.api.list_model_run_steps(run_id))
+        """Every step of a run (one per model)."""
+        return list(self.iterate(self.api.step_pages(run_id)))
 
     def list_model_test_results(self, run_id: str, step_id: str) -> list[ModelTestResult]:
         return self.call(self.api.list_model_test_results(run_id, step_id))
+
+    def run_report(self, run_id: str, run: ModelRun | None = None) -> RunReport:
+        """A run's steps, and the test results of every step that ran (``run``: the run, if read already)."""
+        if run is None:
+            run = self.get_model_run(run_id)
+        steps = self.list_model_run_steps(run_id)
+        tests: dict[str, list[ModelTestResult]] = {}
+        for step in steps:
+            if step_outcome(step.status) not in (Outcome.SUCCEEDED, Outcome.FAILED):
+                continue  # never ran: no tests
+            try:
+                tests[step.id or ""] = self.list_model_test_results(run_id, step.id or "")
+            except ValueError:  # checked before the request
+                log.warning("Step of model %s has no usable id (%r); its tests are not read", step.model_name, step.id)
+        return RunReport(run=run, steps=steps, tests=tests)
 
     def test_connection(self) -> tuple[bool, str]:
         """Lists one run: an authenticated read, so a wrong token or key is reported as such."""

@@ -39,6 +39,13 @@ INFO: dict[str, Any] = {
                     "description": "Link to a run, e.g. https://ducklake.example.com/model-runs/{run_id} "
                     "(may also use {project_name} and {base_url}). Default: the run's API URL.",
                 },
+                "cancel_route": {
+                    "label": "Cancel route",
+                    "schema": {"type": ["string", "null"], "enum": ["cancel", "cancellations", None]},
+                    "description": "cancel: POST /model-runs/{id}/cancel (the 2026-03-01 API); cancellations: "
+                    "POST /model-runs/{id}/cancellations (newer servers). Empty: try /cancel, fall back to "
+                    "/cancellations on 404/405 and remember the answer for the rest of the task try.",
+                },
                 **TIMEOUT_FIELDS,
             },
             "ui-field-behaviour": {

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelops_provider.core import assets
-from modelops_provider.core.errors import ApiError
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
 from modelops_provider.core.transport import Call
+from modelops_provider.core.validation import require_bool
 from modelops_provider.core.waiting import Snapshot
-from modelops_provider.ducklake.api import require_bool, require_model_names, require_project_name
+from modelops_provider.ducklake.api import require_model_names, require_project_name
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report
+from modelops_provider.ducklake.report import gate, read_report, run_failure_message
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -35,19 +35,19 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     * returns ``{"run": ..., "steps": [...], "tests": [...]}`` (JSON-able) if the run succeeded and
       every test passed;
     * fails if the run FAILED or was CANCELLED, with the run's error message and the failing models;
-    * fails if any test FAILed or ERRORed, naming the tests and models (with
-      ``fail_on_test_failure=False`` it only warns);
+    * fails if any test did not PASS (FAIL, ERROR, or a status it does not know), naming the tests,
+      models and statuses (with ``fail_on_test_failure=False`` it only warns);
     * emits one asset event per model the run built, ``ducklake://<host>/<project>/<model>``, with
       ``rows_affected`` in the extra, so that DAGs scheduled on a model run when it is refreshed.
 
     A timeout (counted from the trigger) or a kill cancels the run. A task retry re-attaches to the
     run an earlier try triggered (Airflow 3.3's task state store) while that run is pending, running
-    or succeeded; only a failed or cancelled run is triggered anew.
+    or succeeded; only a failed or cancelled run, or one whose tests failed the gate, is triggered anew.
 
     :param project_name: the DuckLake project (templated).
     :param model_names: models to run (templated); None runs every model of the project.
     :param full_refresh: rebuild incremental models from scratch (templated).
-    :param fail_on_test_failure: fail the task when a test FAILs or ERRORs (default True).
+    :param fail_on_test_failure: fail the task when a test does not PASS (default True).
     :param wait_for_completion: wait for the run to end (default) or return
         ``{run_id, project_name, started_at}`` right after triggering (no table, gate or asset events;
         wait with :class:`~modelops_provider.ducklake.sensors.DuckLakeModelRunSensor`).
@@ -120,7 +120,7 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
 
     def on_success(self, hook: DuckLakeHook, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
         report = read_report(hook, job["run_id"], snap, self.log)
-        gate(report, fail_on_test_failure=bool(self.fail_on_test_failure), what=self.describe(job), log=self.log)
+        gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(job), log=self.log)
         project = report.run.project_name or job["project_name"]
         for step in report.built_steps():
             uri = hook.asset_uri(project, step.model_name or "")
@@ -136,9 +136,5 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
         return report.summary()
 
     def failure_message(self, hook: DuckLakeHook, job: dict[str, Any], snap: Snapshot) -> str:
-        try:
-            detail = read_report(hook, job["run_id"], snap, self.log).failure_text()
-        except (ApiError, ValueError) as exc:
-            detail = f"{snap.reason or snap.summary} (its steps could not be read: {exc})"
         url = hook.run_url(job["run_id"], job.get("project_name"))
-        return f"{self.describe(job)} ended {snap.status}: {detail}. See {url}"
+        return run_failure_message(hook, self.describe(job), job["run_id"], snap, url, self.log)

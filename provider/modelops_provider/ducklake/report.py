@@ -6,11 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelops_provider.core.errors import JobFailedError
+from modelops_provider.core.errors import ApiError, JobFailedError
 from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
-from modelops_provider.ducklake.status import BULKY_RUN_FIELDS, BULKY_STEP_FIELDS, step_outcome, test_outcome
+from modelops_provider.ducklake.status import (
+    BULKY_RUN_FIELDS,
+    BULKY_STEP_FIELDS,
+    TEST_STATUSES,
+    step_outcome,
+    test_outcome,
+)
 
 if TYPE_CHECKING:
     from modelops_provider.ducklake.hooks import DuckLakeHook
@@ -47,6 +53,7 @@ class RunReport:
         return [s for s in self.steps if step_outcome(s.status) is Outcome.CANCELLED]
 
     def failing_tests(self) -> list[tuple[ModelRunStep, ModelTestResult]]:
+        """Tests that did not PASS: FAIL, ERROR, or a status we do not know (or none)."""
         return [
             (step, test)
             for step in self.steps
@@ -75,14 +82,15 @@ class RunReport:
         failing = self.failing_tests()
         items = []
         for step, test in failing:
-            detail = f"{test.status}"
+            # FAIL and ERROR speak for themselves; any other status is named as what it is not.
+            detail = f"{test.status}" if test.status in TEST_STATUSES else f"status {test.status!r} is not PASS"
             if test.rows_returned:
                 detail += f", {test.rows_returned} rows returned"
             if test.error_message:
                 detail += f": {_clip(test.error_message)}"
             items.append(f"{test.test_name} on model {step.model_name} ({detail})")
         models = sorted({step.model_name or "?" for step, _ in failing})
-        return f"{len(failing)} test(s) failed on model(s) {', '.join(models)}: " + "; ".join(items)
+        return f"{len(failing)} test(s) did not pass on model(s) {', '.join(models)}: " + "; ".join(items)
 
     def table(self) -> str:
         """A compact table: one line per model, one indented line per test."""
@@ -128,13 +136,25 @@ class RunReport:
 
 def read_report(hook: DuckLakeHook, run_id: str, snap: Snapshot, log: Any) -> RunReport:
     """Read a finished run's steps and test results, and log them as a table."""
-    report = hook.call(hook.api.run_report(run_id, run=ModelRun.model_validate(snap.data)))
+    report = hook.run_report(run_id, run=ModelRun.model_validate(snap.data))
     log.info("%s", report.table())
     return report
 
 
+def run_failure_message(hook: DuckLakeHook, what: str, run_id: str, snap: Snapshot, url: str, log: Any) -> str:
+    """Why a FAILED or CANCELLED run failed, for the operator and the sensor alike: the run's error
+    message, failed and unbuilt models (or, if the steps cannot be read, the run's own reason), and
+    where to look."""
+    try:
+        detail = read_report(hook, run_id, snap, log).failure_text()
+    except (ApiError, ValueError) as exc:
+        detail = f"{snap.reason or snap.summary} (its steps could not be read: {exc})"
+    return f"{what} ended {snap.status}: {detail}. See {url}"
+
+
 def gate(report: RunReport, *, fail_on_test_failure: bool, what: str, log: Any) -> None:
-    """Raise if any test FAILed or ERRORed (or only warn, with ``fail_on_test_failure=False``)."""
+    """Raise if any test did not PASS (FAIL, ERROR, or an unknown or missing status), or only warn,
+    with ``fail_on_test_failure=False``."""
     if not report.failing_tests():
         return
     text = f"{what}: {report.test_failure_text()}"

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelops_provider.core.errors import ApiError, JobFailedError
+from modelops_provider.core.errors import JobFailedError
 from modelops_provider.core.sensors import PollingSensor
 from modelops_provider.core.transport import Call
-from modelops_provider.core.validation import require_uuid
+from modelops_provider.core.validation import require_bool, require_uuid
 from modelops_provider.core.waiting import Outcome, Snapshot
-from modelops_provider.ducklake.api import require_bool
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report
+from modelops_provider.ducklake.report import gate, read_report, run_failure_message
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ class DuckLakeModelRunSensor(PollingSensor):
 
     Works in poke, reschedule (``mode="reschedule"``) and deferrable modes. Like the operator, it
     logs the run's models and tests when the run ends, fails if the run FAILED or was CANCELLED or
-    (unless ``fail_on_test_failure=False``) if a test FAILed or ERRORed, and returns
+    (unless ``fail_on_test_failure=False``) if a test did not PASS, and returns
     ``{"run", "steps", "tests"}``. It never cancels the run: it did not start it.
 
     :param run_id: the run's UUID (templated).
@@ -76,15 +75,9 @@ class DuckLakeModelRunSensor(PollingSensor):
         )
 
     def _settle(self, snap: Snapshot) -> Any:
-        try:
-            report = read_report(self.hook, self.run_id, snap, self.log)
-        except ApiError as exc:
-            if snap.outcome is Outcome.SUCCEEDED:
-                raise
-            raise JobFailedError(
-                f"{self.describe()} ended {snap.status}: {snap.reason} (its steps could not be read: {exc})"
-            ) from None
         if snap.outcome is not Outcome.SUCCEEDED:
-            raise JobFailedError(f"{self.describe()} ended {snap.status}: {report.failure_text()}")
+            url = self.hook.run_url(self.run_id)
+            raise JobFailedError(run_failure_message(self.hook, self.describe(), self.run_id, snap, url, self.log))
+        report = read_report(self.hook, self.run_id, snap, self.log)
         gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(), log=self.log)
         return report.summary()

@@ -15,8 +15,9 @@ RUN_OUTCOMES: dict[str, Outcome] = {
 }
 # A step that never ran because an earlier tier failed is SKIPPED: not built, like a cancelled one.
 STEP_OUTCOMES: dict[str, Outcome] = {**RUN_OUTCOMES, "SKIPPED": Outcome.CANCELLED}
-# A test's verdict. An unknown test status gives no verdict (WAITING): it neither passes nor fails the gate.
-TEST_OUTCOMES: dict[str, Outcome] = {"PASS": Outcome.SUCCEEDED, "FAIL": Outcome.FAILED, "ERROR": Outcome.FAILED}
+# A test's verdict. Only PASS passes the gate: FAIL, ERROR and any other (or a missing) status fail it.
+PASSING_TEST_STATUS = "PASS"
+TEST_STATUSES: tuple[str, ...] = ("PASS", "FAIL", "ERROR")
 
 RUN_STATUSES: tuple[str, ...] = tuple(RUN_OUTCOMES)
 
@@ -35,7 +36,7 @@ def step_outcome(status: str | None) -> Outcome:
 
 
 def test_outcome(status: str | None) -> Outcome:
-    return TEST_OUTCOMES.get(status or "", Outcome.WAITING)
+    return Outcome.SUCCEEDED if status == PASSING_TEST_STATUS else Outcome.FAILED
 
 
 def run_snapshot(run: ModelRun) -> Snapshot:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelops_provider.core.transport import Call, Endpoint, Service
-from modelops_provider.core.validation import require_text
+from modelops_provider.core.validation import require_bool, require_count, require_text
 from modelops_provider.pluto.models import AuthValidation, PlutoRun, RunStatus, Success
 
 # API service (``url_api``).
@@ -104,18 +104,6 @@ def require_status(value: Any) -> RunStatus:
         raise ValueError(f"status must be one of {allowed}, got {_show(value)}") from None
 
 
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {_show(value)}")
-    return value
-
-
-def _flag(name: str, value: Any) -> bool | None:
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {_show(value)}")
-    return value  # type: ignore[no-any-return]
-
-
 def metric_value(name: str, value: Any) -> float | int:
     """A metric value: a number (a bool counts as 0/1, a numeric string is converted); finite."""
     if isinstance(value, bool):
@@ -186,9 +174,9 @@ class PlutoApi:
             "createdAt": epoch_ms("created_at", created_at),
             "updatedAt": epoch_ms("updated_at", updated_at),
             "forkRunId": None if fork_run_id is None else require_run_id(fork_run_id, "fork_run_id"),
-            "forkStep": None if fork_step is None else _count("fork_step", fork_step),
-            "inheritConfig": _flag("inherit_config", inherit_config),
-            "inheritTags": _flag("inherit_tags", inherit_tags),
+            "forkStep": require_count("fork_step", fork_step, allow_none=True),
+            "inheritConfig": require_bool("inherit_config", inherit_config, allow_none=True),
+            "inheritTags": require_bool("inherit_tags", inherit_tags, allow_none=True),
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         # With an externalId the create is idempotent (the server returns the existing run), so an
@@ -281,7 +269,7 @@ class PlutoApi:
         if not project_name.isascii():
             # It travels in the X-Project-Name header.
             raise ValueError(f"project_name must be ASCII to log metrics, got {_show(project_name)}")
-        _count("step", step)
+        require_count("step", step)
         if isinstance(metrics, Mapping):
             series: list[Any] = [metrics]
         elif isinstance(metrics, Sequence) and not isinstance(metrics, (str, bytes)) and metrics:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from modelops_provider.core.hook import ApiHook, timeout_from_extra
+from modelops_provider.core.hook import ApiHook, timeout_from_extra, verify_from_extra
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Service, bearer
 from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_CONN_ID, DEFAULT_INGEST_URL
@@ -74,7 +74,7 @@ class PlutoHook(ApiHook):
             "auth": bearer(key),
             "retry": self.retry_policy(extra),
             "timeout": timeout_from_extra(extra),
-            "verify": str(extra.get("verify_ssl", True)).lower() not in ("false", "0", "no"),
+            "verify": verify_from_extra(extra),
         }
         self._ingest_service = Service(name="Pluto ingest", base_url=ingest_url, **common)
         return Service(name="Pluto", base_url=api_url, **common)

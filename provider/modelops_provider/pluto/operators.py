@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
+from modelops_provider.core.validation import require_count
 from modelops_provider.pluto import DEFAULT_CONN_ID
 from modelops_provider.pluto.links import PlutoRunLink
 
@@ -24,8 +25,11 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-# Task states that make the tracked DAG run FAILED.
-FAILED_STATES = frozenset({"failed", "upstream_failed"})
+# The only task states of a tracked DAG run that let its Pluto run be COMPLETED.
+DONE_STATES = frozenset({"success", "skipped"})
+# Task instances no longer part of the DAG run (e.g. map indexes beyond a shrunk expansion); Airflow
+# leaves them out of the DAG run's own outcome, and so do we.
+IGNORED_STATES = frozenset({"removed"})
 # Where a value comes from: a task id (its return value) or [task id, XCom key].
 XComRef = str | Sequence[str]
 
@@ -60,12 +64,41 @@ def airflow_metadata(context: Context) -> dict[str, Any]:
     }
 
 
+def _severity(state: str | None) -> int:
+    """How bad a task state is for the DAG run's outcome: failed > upstream_failed > not finished
+    (None, queued, running, up_for_retry, deferred, ...) > success/skipped."""
+    if state == "failed":
+        return 3
+    if state == "upstream_failed":
+        return 2
+    return 0 if state in DONE_STATES else 1
+
+
+def fold_mapped(states: Mapping[str, str | None], task_ids: Collection[str]) -> dict[str, str | None]:
+    """Task states by task id: mapped instances (``<task_id>_<map_index>``, as Airflow reports them)
+    folded into their task id, which keeps the worst of its instances' states; removed instances are
+    left out."""
+    folded: dict[str, str | None] = {}
+    for key, state in states.items():
+        if state in IGNORED_STATES:
+            continue
+        task_id = key
+        if key not in task_ids and (m := re.fullmatch(r"(.+)_(\d+)", key)) and m.group(1) in task_ids:
+            task_id = m.group(1)
+        if task_id not in folded or _severity(state) > _severity(folded[task_id]):
+            folded[task_id] = state
+    return folded
+
+
 def decide_status(task_states: Mapping[str, str | None]) -> tuple[str, dict[str, list[str]]]:
-    """COMPLETED when no tracked task failed, else FAILED; with the task ids per kind of failure."""
-    failed = sorted({t for t, s in task_states.items() if s == "failed"})
-    upstream_failed = sorted({t for t, s in task_states.items() if s == "upstream_failed"})
-    status = "FAILED" if failed or upstream_failed else "COMPLETED"
-    return status, {"failedTasks": failed, "upstreamFailedTasks": upstream_failed}
+    """COMPLETED when every tracked task succeeded or was skipped, else FAILED; with the task ids of
+    each kind of trouble: ``failedTasks``, ``upstreamFailedTasks``, and ``unfinishedTasks`` (any other
+    state: not started, queued, running, up for retry, deferred, ...)."""
+    failed = sorted(t for t, s in task_states.items() if s == "failed")
+    upstream_failed = sorted(t for t, s in task_states.items() if s == "upstream_failed")
+    unfinished = sorted(t for t, s in task_states.items() if _severity(s) == 1)
+    status = "FAILED" if failed or upstream_failed or unfinished else "COMPLETED"
+    return status, {"failedTasks": failed, "upstreamFailedTasks": upstream_failed, "unfinishedTasks": unfinished}
 
 
 def _check_refs(name: str, refs: Mapping[str, Any] | None) -> dict[str, tuple[str, str]]:
@@ -192,9 +225,11 @@ class PlutoStartRunOperator(BaseOperator):
 class PlutoFinishRunOperator(BaseOperator):
     """Close the Pluto run of this DAG run with its outcome (use it as a teardown task).
 
-    Sets COMPLETED when no task of the DAG run failed, FAILED otherwise, with the failed and
-    upstream-failed task ids in ``statusMetadata``. Teardown tasks other than this one count only
-    when they fail the DAG run (``on_failure_fail_dagrun``), as Airflow itself decides. Before the
+    Sets COMPLETED when every task of the DAG run succeeded or was skipped, FAILED otherwise, with
+    the failed, upstream-failed and unfinished (not started, running, up for retry, deferred, ...)
+    task ids in ``statusMetadata``; a mapped task counts as its worst instance. Teardown tasks other
+    than this one count only when they fail the DAG run (``on_failure_fail_dagrun``), as Airflow
+    itself decides. Before the
     status it optionally merges config and logs one metrics record; values missing from XCom (their
     task did not run) are skipped. The status is set even when config or metrics fail; the task then
     fails with that error.
@@ -235,9 +270,7 @@ class PlutoFinishRunOperator(BaseOperator):
         self.metrics_from_xcom = _check_refs("metrics_from_xcom", metrics_from_xcom)
         self.config = config
         self.config_from_xcom = _check_refs("config_from_xcom", config_from_xcom)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
-        self.step = step
+        self.step = require_count("step", step)
         self.pluto_conn_id = pluto_conn_id
 
     # --- what to close, and with which outcome -----------------------------------------------
@@ -260,17 +293,13 @@ class PlutoFinishRunOperator(BaseOperator):
         ti = context["ti"]
         raw = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         tasks = self.dag.task_dict if self.dag else {}
-        states: dict[str, str | None] = {}
-        for key, state in raw.items():
-            task_id = key
-            if key not in tasks and (m := re.fullmatch(r"(.+)_(\d+)", key)) and m.group(1) in tasks:
-                task_id = m.group(1)  # a mapped instance: "<task_id>_<map_index>"
+        tracked: dict[str, str | None] = {}
+        for task_id, state in fold_mapped(raw, tasks).items():
             task = tasks.get(task_id)
             if task_id == self.task_id or (task is not None and task.is_teardown and not task.on_failure_fail_dagrun):
                 continue
-            if states.get(task_id) not in FAILED_STATES:
-                states[task_id] = state
-        return states
+            tracked[task_id] = state
+        return tracked
 
     # --- values pulled from XCom ------------------------------------------------------------
     def _pull(self, context: Context, what: str, name: str, ref: tuple[str, str]) -> Any:
@@ -357,7 +386,8 @@ class PlutoFinishRunOperator(BaseOperator):
             status,
             ""
             if status == "COMPLETED"
-            else f" (failed: {failures['failedTasks']}, upstream failed: {failures['upstreamFailedTasks']})",
+            else f" (failed: {failures['failedTasks']}, upstream failed: {failures['upstreamFailedTasks']}, "
+            f"unfinished: {failures['unfinishedTasks']})",
             url,
         )
         if error is not None:

@@ -334,9 +334,17 @@ class DuckLakeState:
             self.projects.setdefault(model.project, {})[model.name] = model
 
     def start_run(
-        self, project: str, names: list[str] | None, full_refresh: bool, trigger_type: str, principal: str
+        self,
+        project: str,
+        names: list[str] | None,
+        full_refresh: bool,
+        trigger_type: str,
+        principal: str,
+        *,
+        ago_s: float = 0.0,
     ) -> Run:
-        """Compile and start a run; ValueError (a 400) if the project or a model is unknown."""
+        """Compile and start a run (``ago_s`` seconds in the past, for a scripted history); ValueError
+        (a 400) if the project or a model is unknown."""
         with self.lock:
             models = self.projects.get(project)
             if not models:
@@ -348,7 +356,7 @@ class DuckLakeState:
                 selected = [m for m in models.values() if m.name in set(names)]
             else:
                 selected = list(models.values())
-            now = time.time()
+            now = time.time() - ago_s
             t = running_at = now + self.pending_s
             steps = []
             previous: str | None = None
@@ -473,7 +481,9 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 offset = 0  # as the platform does: an unreadable token starts over
         now = time.time()
         with ds().lock:
-            runs = [ds().runs[i] for i in reversed(ds().order)]  # newest first
+            # Newest first (by creation time, as the platform orders them; a scripted history may be backdated).
+            order = sorted(enumerate(ds().order), key=lambda item: (ds().runs[item[1]].created, item[0]), reverse=True)
+            runs = [ds().runs[run_id] for _, run_id in order]
             if status is not None:
                 runs = [r for r in runs if r.status(now) == status]
             body: dict[str, Any] = {"data": [r.to_json(now) for r in runs[offset : offset + limit]]}
@@ -646,17 +656,24 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/_sandbox/ducklake/runs")
     async def script_run(request: Request) -> Response:
-        """A run started by something else than our operator (a schedule, by default)."""
+        """A run started by something else than our operator (a schedule, by default); ``count`` runs
+        at once, created ``created_ago_s`` seconds ago (a history), answers the last one."""
         body = await request.json()
         try:
-            run = ds().start_run(
-                body.get("project", DEFAULT_PROJECT),
-                body.get("model_names"),
-                bool(body.get("full_refresh", False)),
-                body.get("trigger_type", "SCHEDULED"),
-                body.get("triggered_by", SCHEDULER_PRINCIPAL),
-            )
-        except ValueError as exc:
+            count = int(body.get("count", 1))
+            ago_s = float(body.get("created_ago_s", 0.0))
+            if count < 1 or ago_s < 0:
+                raise ValueError(f"count must be >= 1 and created_ago_s >= 0, got {count!r}, {ago_s!r}")
+            for _ in range(count):
+                run = ds().start_run(
+                    body.get("project", DEFAULT_PROJECT),
+                    body.get("model_names"),
+                    bool(body.get("full_refresh", False)),
+                    body.get("trigger_type", "SCHEDULED"),
+                    body.get("triggered_by", SCHEDULER_PRINCIPAL),
+                    ago_s=ago_s,
+                )
+        except (TypeError, ValueError) as exc:
             return bad(str(exc))
         return JSONResponse(run.to_json(time.time()), status_code=201)
 
