@@ -75,7 +75,7 @@ def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only():
         proc.terminate()
         proc.wait(timeout=10)
     refused = subprocess.run(
-        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--host", "0.0.0.0"],  # must reject
         capture_output=True,
         text=True,
     )
