@@ -7,6 +7,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+SCHEME_FIELD: dict[str, Any] = {
+    "label": "Scheme",
+    "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+    "description": "https unless set to http (only for a local sandbox).",
+}
+
 TIMEOUT_FIELDS: dict[str, Any] = {
     "connect_timeout": {
         "label": "Connect timeout (s)",

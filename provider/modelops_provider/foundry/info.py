@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops_provider import TIMEOUT_FIELDS, integration_info
+from modelops_provider import SCHEME_FIELD, TIMEOUT_FIELDS, integration_info
 
 NAME = "Palantir Foundry"
 
@@ -20,11 +20,7 @@ INFO: dict[str, Any] = {
             "hook-class-name": "modelops_provider.foundry.hooks.FoundryHook",
             "hook-name": NAME,
             "conn-fields": {
-                "scheme": {
-                    "label": "Scheme",
-                    "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
-                    "description": "https unless set to http (only for a local sandbox).",
-                },
+                "scheme": SCHEME_FIELD,
                 "client_id": {
                     "label": "OAuth2 client id",
                     "schema": {"type": ["string", "null"]},
