@@ -30,3 +30,33 @@ def airflow_db() -> Path:
 
     DagBundlesManager().sync_bundles_to_db()
     return _HOME
+
+
+@pytest.fixture(scope="session")
+def sandbox_cli():
+    """``modelops-sandbox serve`` as a user runs it, once per session: its first line, its URL and
+    the connections of the ``export`` lines it printed (by variable name, parsed as the shell would)."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    from modelops_provider.sandbox.server import connection_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = first.rsplit(" ", 1)[1].strip()
+        exports = {}
+        for _ in connection_env(url):  # one export line per service
+            name, _, value = proc.stdout.readline().removeprefix("export ").strip().partition("=")
+            exports[name] = json.loads(shlex.split(value)[0])
+        yield {"first_line": first, "url": url, "exports": exports}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

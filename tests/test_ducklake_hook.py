@@ -455,27 +455,6 @@ def test_ducklake_operator_modules_import_light():
     assert "modelops_provider.core.transport" in seen
 
 
-def test_sandbox_cli_prints_the_ducklake_connection():
-    import shlex
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = ""
-    try:
-        assert proc.stdout is not None
-        for _ in range(10):  # the URL, then one export line per service
-            line = proc.stdout.readline()
-            if line.startswith("export AIRFLOW_CONN_DUCKLAKE_DEFAULT="):
-                break
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    assert line.startswith("export AIRFLOW_CONN_DUCKLAKE_DEFAULT="), line
-
-    conn = json.loads(shlex.split(line.split("=", 1)[1])[0])
+def test_sandbox_cli_prints_the_ducklake_connection(sandbox_cli):
+    conn = sandbox_cli["exports"]["AIRFLOW_CONN_DUCKLAKE_DEFAULT"]
     assert conn["conn_type"] == "ducklake" and conn["host"] == "127.0.0.1" and conn["extra"]["auth_type"] == "bearer"

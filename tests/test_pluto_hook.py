@@ -314,26 +314,10 @@ def test_operator_module_imports_light():
     assert out.strip() == "[]"
 
 
-def test_sandbox_cli_prints_the_pluto_connection():
-    import subprocess
-
-    from modelops_provider.sandbox.server import connection_env
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = proc.stdout.readline().rsplit(" ", 1)[1].strip()
-        lines = [proc.stdout.readline() for _ in connection_env(url)]  # one export line each
-        line = next(line for line in lines if "PLUTO" in line)
-        assert line.startswith("export AIRFLOW_CONN_PLUTO_DEFAULT=")
-        conn = json.loads(line.split("=", 1)[1].strip().strip("'"))
-        assert conn["conn_type"] == "pluto" and conn["password"].startswith("mlpi_")
-        assert conn["extra"] == {"api_url": url, "ingest_url": url, "app_url": url}
-        auth = {"Authorization": f"Bearer {conn['password']}"}
-        assert httpx.get(f"{url}/api/runs/auth/validate", headers=auth).json()["valid"] is True
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def test_sandbox_cli_prints_the_pluto_connection(sandbox_cli):
+    url = sandbox_cli["url"]
+    conn = sandbox_cli["exports"]["AIRFLOW_CONN_PLUTO_DEFAULT"]
+    assert conn["conn_type"] == "pluto" and conn["password"].startswith("mlpi_")
+    assert conn["extra"] == {"api_url": url, "ingest_url": url, "app_url": url}
+    auth = {"Authorization": f"Bearer {conn['password']}"}
+    assert httpx.get(f"{url}/api/runs/auth/validate", headers=auth).json()["valid"] is True

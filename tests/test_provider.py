@@ -56,24 +56,19 @@ def test_operator_modules_import_light():
     assert float(out[0]) < 0.5, f"importing the operator modules took {out[0]}s on top of Airflow"
 
 
-def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only():
+def test_sandbox_cli_prints_url_and_connection_then_serves_loopback_only(sandbox_cli):
     import httpx
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith("modelops sandbox listening on http://127.0.0.1:")
-        url = first.rsplit(" ", 1)[1].strip()
-        export = proc.stdout.readline()
-        assert export.startswith("export AIRFLOW_CONN_FOUNDRY_DEFAULT=")
-        assert httpx.get(f"{url}/_sandbox/requests").json() == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    assert sandbox_cli["first_line"].startswith("modelops sandbox listening on http://127.0.0.1:")
+    url = sandbox_cli["url"]
+    assert set(sandbox_cli["exports"]) == {
+        "AIRFLOW_CONN_FOUNDRY_DEFAULT",
+        "AIRFLOW_CONN_DUCKLAKE_DEFAULT",
+        "AIRFLOW_CONN_PLUTO_DEFAULT",
+    }
+    foundry = sandbox_cli["exports"]["AIRFLOW_CONN_FOUNDRY_DEFAULT"]
+    assert foundry["conn_type"] == "foundry" and foundry["extra"] == {"scheme": "http"}
+    assert httpx.get(f"{url}/_sandbox/requests").status_code == 200
     refused = subprocess.run(
         [sys.executable, "-m", "modelops_provider.sandbox.cli", "serve", "--host", "0.0.0.0"],  # must reject
         capture_output=True,

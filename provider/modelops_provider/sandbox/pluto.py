@@ -275,6 +275,17 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return None
         return api_error(401, "Unauthorized", problem or None)
 
+    async def read_body(
+        request: Request, spec: dict[str, tuple[str, bool]]
+    ) -> tuple[Any, list[dict[str, Any]], JSONResponse | None]:
+        """What every API write does first: the key, the JSON body, the body's shape (zod issues)."""
+        if (denied := api_auth(request)) is not None:
+            return None, [], denied
+        body, bad = await _json_body(request)
+        if bad is not None:
+            return None, [], bad
+        return body, check_body(body, spec), None
+
     def get_run(run_id: Any) -> PlutoRun | None:
         return ps().runs.get(run_id) if isinstance(run_id, int) and not isinstance(run_id, bool) else None
 
@@ -291,13 +302,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/runs/create")
     async def create(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return bad
-        issues = check_body(
-            body,
+        body, issues, refusal = await read_body(
+            request,
             {
                 "runName": ("string", True),
                 "projectName": ("string", True),
@@ -310,6 +316,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 "updatedAt": ("number", False),
             },
         )
+        if refusal is not None:
+            return refusal
         if not issues and body.get("externalId") == "":
             issues.append(
                 {
@@ -373,13 +381,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/runs/resume")
     async def resume(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return bad
-        issues = check_body(
-            body,
+        body, issues, refusal = await read_body(
+            request,
             {
                 "runId": ("number", False),
                 "displayId": ("string", False),
@@ -387,6 +390,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 "projectName": ("string", False),
             },
         )
+        if refusal is not None:
+            return refusal
         if not issues and sum(1 for k in ("runId", "displayId", "externalId") if body.get(k) is not None) != 1:
             issues.append(
                 {
@@ -422,13 +427,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/runs/status/update")
     async def status_update(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return bad
-        issues = check_body(
-            body,
+        body, issues, refusal = await read_body(
+            request,
             {
                 "runId": ("number", True),
                 "status": ("string", True),
@@ -437,6 +437,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 "statusUpdated": ("number", False),
             },
         )
+        if refusal is not None:
+            return refusal
         if not issues and body["status"] not in STATUSES:
             issues.append(
                 {
@@ -472,12 +474,10 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/runs/tags/update")
     async def tags_update(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return bad
-        if issues := check_body(body, {"runId": ("number", True), "tags": ("array", True)}):
+        body, issues, refusal = await read_body(request, {"runId": ("number", True), "tags": ("array", True)})
+        if refusal is not None:
+            return refusal
+        if issues:
             return zod_error(issues)
         if sum(1 for t in body["tags"] if t.startswith("group:")) > 1:
             return api_error(400, "A run can have at most one group:* tag.")
@@ -491,12 +491,10 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/runs/config/update")
     async def config_update(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return bad
-        if issues := check_body(body, {"runId": ("number", True), "config": ("string", True)}):
+        body, issues, refusal = await read_body(request, {"runId": ("number", True), "config": ("string", True)})
+        if refusal is not None:
+            return refusal
+        if issues:
             return zod_error(issues)
         with ps().lock:
             run = get_run(body["runId"])
