@@ -417,44 +417,6 @@ def test_provider_info_declares_the_ducklake_connection_form():
     assert DuckLakeHook.default_conn_name == "ducklake_default" and DuckLakeHook.conn_type == "ducklake"
 
 
-def test_ducklake_operator_modules_import_light():
-    """Operator, sensor and trigger modules never import the sandbox or its web stack (checked on the
-    import graph, without paying for a fresh interpreter)."""
-    import ast
-    import importlib.util
-    from pathlib import Path
-
-    heavy = ("fastapi", "uvicorn", "starlette", "openapi_core", "modelops_provider.sandbox")
-    seen: set[str] = set()
-    todo = [
-        "modelops_provider.ducklake.operators",
-        "modelops_provider.ducklake.sensors",
-        "modelops_provider.ducklake.triggers",
-    ]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        tree = ast.parse(Path(spec.origin).read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
-                node.body = []  # imports for type checking only
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for imported in names:
-                assert not imported.startswith(heavy), f"{name} imports {imported}"
-                if imported.startswith("modelops_provider"):
-                    todo.append(imported)
-    assert "modelops_provider.core.transport" in seen
-
-
 def test_sandbox_cli_prints_the_ducklake_connection(sandbox_cli):
     conn = sandbox_cli["exports"]["AIRFLOW_CONN_DUCKLAKE_DEFAULT"]
     assert conn["conn_type"] == "ducklake" and conn["host"] == "127.0.0.1" and conn["extra"]["auth_type"] == "bearer"

@@ -4,7 +4,6 @@ error mapping, and input checks that fail before any request."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 
 import httpx
@@ -294,24 +293,6 @@ def test_provider_info_declares_the_pluto_connection_form():
     assert "host" in conn["ui-field-behaviour"]["hidden-fields"]
     assert "modelops_provider.pluto.links.PlutoRunLink" in info["extra-links"]
     assert PlutoHook.conn_type == "pluto" and PlutoHook.default_conn_name == "pluto_default"
-
-
-def test_operator_module_imports_light():
-    import subprocess
-
-    code = (
-        "import sys, airflow.sdk\n"
-        "import modelops_provider.pluto.operators\n"
-        "heavy = ('modelops_provider.pluto.hooks', 'fastapi', 'modelops_provider.sandbox')\n"
-        "print([m for m in heavy if m in sys.modules])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", "-W", "error::FutureWarning", "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert out.strip() == "[]"
 
 
 def test_sandbox_cli_prints_the_pluto_connection(sandbox_cli):
