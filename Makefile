@@ -1,12 +1,12 @@
 # The two commands of the README:
 #   make demo   set up, then run every example DAG end to end against the embedded sandbox
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite: the unit tier, then the deployment tier
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-unit test-deployment airflow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,18 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 demo: setup
 	$(BIN)/python scripts/run_examples.py
 
-test: setup
+test: test-unit test-deployment
+
+test-unit: setup
 	$(BIN)/python -m pytest -q -p no:randomly
+
+# A real Airflow (api-server, scheduler, dag-processor, triggerer as processes) and the sandbox.
+test-deployment: setup
+	$(BIN)/python -m pytest -q -p no:randomly -m deployment tests/deployment
+
+# The same deployment by hand, to click through the UI against the sandbox (Ctrl-C stops it).
+airflow: setup
+	$(BIN)/python tests/deployment/airflow_deployment.py
 
 lint: setup
 	$(BIN)/ruff check provider tests example_dags scripts benchmarks

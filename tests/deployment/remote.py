@@ -1,0 +1,75 @@
+"""What the sandbox saw of one test's remote runs: a Foundry studio's or a DuckLake project's runs,
+their cancel requests and the polls of them (from ``GET /_sandbox/requests``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from airflow_deployment import AirflowDeployment
+
+FOUNDRY_RUNS = "/api/v2/models/modelStudios/{studio}/runs"
+FOUNDRY_BUILD = "/api/v2/orchestration/builds/{build}"
+DUCKLAKE_RUN = "/v1/model-runs/{run}"
+
+
+@dataclass
+class Run:
+    id: str  # Foundry runId, DuckLake run id
+    status: str  # as the service spells it
+    cancel_key: str  # the path part a cancel request of this run has (build RID, DuckLake run id)
+    raw: dict[str, Any]
+
+
+class RemoteRuns:
+    """The runs of one studio (``system="foundry"``) or project (``system="ducklake"``)."""
+
+    def __init__(self, deployment: AirflowDeployment, system: str, key: str) -> None:
+        self.deployment = deployment
+        self.system = system
+        self.key = key
+        env = deployment.sandbox.connection_env()
+        conn = json.loads(env[f"AIRFLOW_CONN_{system.upper()}_DEFAULT"])
+        self._http = httpx.Client(
+            base_url=deployment.sandbox.url, headers={"Authorization": f"Bearer {conn['password']}"}, timeout=30
+        )
+
+    @property
+    def cancelled_status(self) -> str:
+        return "CANCELED" if self.system == "foundry" else "CANCELLED"
+
+    @property
+    def succeeded_status(self) -> str:
+        return "SUCCEEDED" if self.system == "foundry" else "SUCCESS"
+
+    def runs(self) -> list[Run]:
+        """Oldest first."""
+        if self.system == "foundry":
+            answer = self._http.get(FOUNDRY_RUNS.format(studio=self.key), params={"preview": "true", "pageSize": 100})
+            answer.raise_for_status()
+            runs = [Run(r["runId"], r.get("buildStatus") or "", r["buildRid"], r) for r in answer.json()["data"]]
+            return sorted(runs, key=lambda r: r.raw.get("startedTime") or "")
+        answer = self._http.get("/v1/model-runs", params={"max_results": 100})
+        answer.raise_for_status()
+        runs = [Run(r["id"], r["status"], r["id"], r) for r in answer.json()["data"] if r["project_name"] == self.key]
+        return sorted(runs, key=lambda r: r.raw.get("created_at") or "")
+
+    def status(self, run: Run) -> str:
+        return next(r.status for r in self.runs() if r.id == run.id)
+
+    def cancel_requests(self, run: Run) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.deployment.requests(method="POST", contains=run.cancel_key)
+            if r["path"].endswith(("/cancel", "/cancellations"))
+        ]
+
+    def polls(self, run: Run) -> list[dict[str, Any]]:
+        """GET requests that look at ``run`` (for Foundry: at its studio's runs or its build)."""
+        if self.system == "foundry":
+            paths = (FOUNDRY_RUNS.format(studio=self.key), FOUNDRY_BUILD.format(build=run.cancel_key))
+        else:
+            paths = (DUCKLAKE_RUN.format(run=run.id),)
+        return [r for r in self.deployment.requests(method="GET") if r["path"].startswith(paths)]
