@@ -65,7 +65,7 @@ def test_no_wait_returns_identifiers(modelops_sandbox):
     result = run_dag(_dag("t_nowait", wait_for_completion=False))
     assert result.state == "success"
     job = result.task("train").xcom["return_value"]
-    assert set(job) == {"model_studio_rid", "run_id", "build_rid", "started_at"}
+    assert set(job) == {"model_studio_rid", "run_id", "build_rid", "config_version", "started_at"}
     assert modelops_sandbox.control.requests(path_prefix=RUNS_PATH) == []
 
 

@@ -22,6 +22,7 @@ def _trigger(run, **kwargs) -> ModelStudioRunTrigger:
         model_studio_rid=STUDIO,
         run_id=run.run_id,
         build_rid=run.build_rid,
+        config_version=run.config_version,
         **{"conn_id": "foundry_default", "poll_interval": 0.1, **kwargs},
     )
 
@@ -57,7 +58,12 @@ def test_yields_one_event_with_the_run(launch):
     assert len(events) == 1
     assert events[0]["status"] == "done"
     assert events[0]["snapshot"]["data"]["buildStatus"] == "SUCCEEDED"
-    assert events[0]["target"] == {"model_studio_rid": STUDIO, "run_id": run.run_id, "build_rid": run.build_rid}
+    assert events[0]["target"] == {
+        "model_studio_rid": STUDIO,
+        "run_id": run.run_id,
+        "build_rid": run.build_rid,
+        "config_version": run.config_version,
+    }
 
 
 def test_absolute_deadline_survives_a_restart(launch):

@@ -48,6 +48,7 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
     """Launch a remote job, then (optionally) wait for it in the worker or deferred in the triggerer."""
 
     hook_class: ClassVar[type[ApiHook]]
+    trigger_class: ClassVar[type[triggers.PollingTrigger]]
     external_id_key = "remote_job"
     # Links to push before waiting: each class's URL comes from :meth:`link_urls`.
     what: ClassVar[str] = "remote job"
@@ -80,18 +81,29 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
 
     @abstractmethod
     def submit(self, hook: Any, context: Context) -> dict[str, Any]:
-        """Start the remote job; return the JSON identifiers needed to find it again."""
+        """Start the remote job; return the JSON identifiers needed to find it again, named as the
+        fields of ``trigger_class``."""
 
-    @abstractmethod
+    # --- waiting, declared once by the trigger ---------------------------------------------------
+    def make_trigger(self, job: dict[str, Any], deadline: float | None = None) -> triggers.PollingTrigger:
+        """The trigger that waits for ``job`` (its keys named as the trigger's fields). It is also what
+        looks at the job and stops it in the worker, so each is written once."""
+        fields = self.trigger_class.fields
+        return self.trigger_class(
+            **{key: value for key, value in job.items() if key in fields},
+            conn_id=self.conn_id,
+            poll_interval=self.poll_interval or 0.0,
+            deadline=deadline,
+            cancel_on_kill=True,
+        )
+
     def check(self, hook: Any, job: dict[str, Any]) -> Call[Snapshot]:
         """One look at the job."""
+        return self.make_trigger(job).check(hook)
 
-    @abstractmethod
-    def cancel(self, hook: Any, job: dict[str, Any]) -> Call[Any]:
-        """Stop the job (a no-op on a job that already finished)."""
-
-    @abstractmethod
-    def make_trigger(self, job: dict[str, Any], deadline: float | None) -> triggers.PollingTrigger: ...
+    def cancel(self, hook: Any, job: dict[str, Any]) -> Call[Any] | None:
+        """Stop the job (a no-op on a job that already finished); None when there is nothing to stop."""
+        return self.make_trigger(job).cancel(hook)
 
     def link_urls(self, hook: Any, job: dict[str, Any]) -> dict[type[XComLink], str]:
         return {}
@@ -219,14 +231,17 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         return self._finish(job, snap, context)
 
     def _cancel(self, job: dict[str, Any], *, fresh_client: bool = False) -> None:
-        self.log.warning("Cancelling %s", self.describe(job))
         try:
+            call = self.cancel(self.hook, job)
+            if call is None:
+                return
+            self.log.warning("Cancelling %s", self.describe(job))
             if fresh_client:
                 # on_kill runs from a signal handler: the hook's own client may be mid-request.
                 with new_sync_client(self.hook.service) as client:
-                    run_sync(client, self.cancel(self.hook, job))
+                    run_sync(client, call)
             else:
-                self.hook.call(self.cancel(self.hook, job))
+                self.hook.call(call)
         except Exception:
             self.log.exception("Could not cancel %s", self.describe(job))
 

@@ -27,6 +27,7 @@ class PollingSensor(BaseSensorOperator):
     """
 
     hook_class: ClassVar[type[ApiHook]]
+    trigger_class: ClassVar[type[triggers.PollingTrigger]]
     what: ClassVar[str] = "remote object"
 
     def __init__(self, *, deferrable: bool | None = None, **kwargs: Any) -> None:
@@ -34,6 +35,8 @@ class PollingSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._hook: ApiHook | None = None
         self._last_summary: str | None = None
+        self._last: Snapshot | None = None
+        self._trigger: triggers.PollingTrigger | None = None
 
     @property
     @abstractmethod
@@ -42,11 +45,32 @@ class PollingSensor(BaseSensorOperator):
     @abstractmethod
     def validate(self) -> None: ...
 
-    @abstractmethod
-    def check(self, hook: Any) -> Call[Snapshot]: ...
+    # --- waiting, declared once by the trigger ---------------------------------------------------
+    def trigger_fields(self) -> dict[str, Any]:
+        """The trigger's fields: what the worker's looking trigger knows by now (it may have learned
+        more on its looks), else this sensor's attributes of the same names."""
+        if self._trigger is not None:
+            return self._trigger.target()
+        return {name: getattr(self, name) for name in self.trigger_class.fields if hasattr(self, name)}
 
-    @abstractmethod
-    def make_trigger(self, deadline: float | None) -> triggers.PollingTrigger: ...
+    def make_trigger(self, deadline: float | None = None) -> triggers.PollingTrigger:
+        return self.trigger_class(
+            **self.trigger_fields(),
+            conn_id=self.conn_id,
+            poll_interval=float(self.poke_interval),
+            deadline=deadline,
+            cancel_on_kill=False,  # a sensor did not start what it waits for
+        )
+
+    @property
+    def trigger(self) -> triggers.PollingTrigger:
+        """The trigger that looks at the object in the worker (built once: it may keep state across pokes)."""
+        if self._trigger is None:
+            self._trigger = self.make_trigger()
+        return self._trigger
+
+    def check(self, hook: Any) -> Call[Snapshot]:
+        return self.trigger.check(hook)
 
     def describe(self) -> str:
         return self.what
@@ -72,6 +96,7 @@ class PollingSensor(BaseSensorOperator):
             # Not now rather than no: poke again (the sensor's timeout bounds the wait).
             self.log.warning("%s: poke failed (%s); will poke again", self.describe(), exc)
             return False
+        self._last = snap
         if snap.summary != self._last_summary:
             self.log.info("%s: %s", self.describe(), snap.summary)
             self._last_summary = snap.summary

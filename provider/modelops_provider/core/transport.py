@@ -407,6 +407,8 @@ async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
     try:
         while True:
             step = call.send(reply)
+            # The call has read the response: drop it, so a waiting trigger holds no response body.
+            reply = None
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
                 reply = None

@@ -4,6 +4,7 @@ look at it, and (optionally) how to cancel it."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -24,14 +25,39 @@ TIMEOUT = "timeout"
 ERROR = "error"
 
 
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
 class PollingTrigger(BaseTrigger):
     """Poll a remote job until it is terminal or an absolute deadline passes; yield exactly one event.
+
+    A subclass declares what it watches as annotated class attributes (a default, or none for a
+    required field): they are its keyword arguments, its serialized kwargs and the event's ``target``,
+    declared once. It also says how to look at the job (:meth:`check`) and how to stop it
+    (:meth:`cancel`); operators and sensors build the trigger and use those same two, so each job's
+    look and cancel are written once.
 
     Kwargs are JSON values only (they are stored in Airflow's database) and never hold a secret:
     the connection is resolved by id inside :meth:`run`.
     """
 
     hook_class: ClassVar[type[ApiHook]]
+    # Field name -> default (REQUIRED for none), gathered from the annotations of each subclass.
+    fields: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = {
+            name: cls.__dict__.get(name, REQUIRED)
+            for name, annotation in inspect.get_annotations(cls).items()
+            if not name.startswith("_") and "ClassVar" not in str(annotation)
+        }
+        cls.fields = {**cls.fields, **own}
 
     def __init__(
         self,
@@ -40,24 +66,33 @@ class PollingTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: float | None = None,
         cancel_on_kill: bool = False,
+        **target: Any,
     ) -> None:
         super().__init__()
+        unknown = sorted(set(target) - set(self.fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) {unknown}")
+        for name, default in self.fields.items():
+            if name not in target and default is REQUIRED:
+                raise TypeError(f"{type(self).__name__} needs the keyword argument {name!r}")
+            setattr(self, name, target.get(name, default))
         self.conn_id = conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
         self._hook: ApiHook | None = None
 
-    @abstractmethod
     def target(self) -> dict[str, Any]:
-        """JSON kwargs naming what is watched (they are also sent back in every event)."""
+        """The declared fields: what is watched (also sent back in every event)."""
+        return {name: getattr(self, name) for name in self.fields}
 
     @abstractmethod
     def check(self, hook: Any) -> Call[Snapshot]:
         """One look at the remote job."""
 
     def cancel(self, hook: Any) -> Call[Any] | None:
-        """The call that stops the remote job, when this trigger may stop it."""
+        """The call that stops the remote job (a no-op on a job that already ended), or None when
+        there is nothing to stop. The trigger itself calls it on kill only with ``cancel_on_kill``."""
         return None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -69,6 +69,54 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ServerError, TransportError, Ra
 MAX_MISSED_POLLS = 5
 
 
+class WaitProgress:
+    """The rules of one wait, kept once for every loop that waits (the worker's call below and the
+    triggers' shared poller): log each change with the elapsed time, ride out up to
+    ``MAX_MISSED_POLLS - 1`` consecutive transient failures, and stop at an absolute deadline."""
+
+    def __init__(self, what: str, deadline: float | None, log: logging.Logger | Any) -> None:
+        self.what = what
+        self.deadline = deadline
+        self.log = log
+        self.started = time.monotonic()
+        self.last: Snapshot | None = None
+        self.missed = 0
+
+    def seen(self, snap: Snapshot) -> bool:
+        """A look succeeded; True when the job is terminal."""
+        self.missed = 0
+        if self.last is None or snap.summary != self.last.summary:
+            self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.monotonic() - self.started)
+        self.last = snap
+        return snap.outcome.terminal
+
+    def failed(self, exc: BaseException) -> None:
+        """A look failed: a transient failure is a missed poll (until too many in a row); anything
+        else, and the last allowed miss, is raised."""
+        if not isinstance(exc, TRANSIENT_ERRORS):
+            raise exc
+        self.missed += 1
+        if self.missed >= MAX_MISSED_POLLS:
+            raise exc
+        self.log.warning(
+            "%s: poll failed (%s); %d more failed poll(s) allowed", self.what, exc, MAX_MISSED_POLLS - 1 - self.missed
+        )
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds until the deadline (None: no deadline); raises :class:`JobTimeoutError` once it passed."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - (time.time() if now is None else now)
+        if left <= 0:
+            self.expired()
+        return left
+
+    def expired(self) -> None:
+        snap = self.last
+        state = f"still {snap.status} ({snap.summary})" if snap else "not seen"
+        raise JobTimeoutError(f"{self.what}: {state} when the timeout expired", snapshot=snap)
+
+
 def poll_until_terminal(
     check: Callable[[], Call[Snapshot]],
     *,
@@ -79,33 +127,18 @@ def poll_until_terminal(
 ) -> Call[Snapshot]:
     """The one wait loop, as a call: run by a worker (``hook.call``) or a trigger (``hook.acall``).
 
-    Polls until the job is terminal, logging each change with the elapsed time; rides out up to
-    ``MAX_MISSED_POLLS - 1`` consecutive transient failures; raises :class:`JobTimeoutError` (with the
-    last snapshot) at the deadline, leaving it to the caller what to cancel.
+    Polls until the job is terminal under the rules of :class:`WaitProgress`; raises
+    :class:`JobTimeoutError` (with the last snapshot) at the deadline, leaving it to the caller what
+    to cancel.
     """
-    started = time.monotonic()
-    last: str | None = None
-    snap: Snapshot | None = None
-    missed = 0
+    progress = WaitProgress(what, deadline, log)
     while True:
         try:
             snap = yield from check()
         except TRANSIENT_ERRORS as exc:
-            missed += 1
-            if missed >= MAX_MISSED_POLLS:
-                raise
-            log.warning(
-                "%s: poll failed (%s); %d more failed poll(s) allowed", what, exc, MAX_MISSED_POLLS - 1 - missed
-            )
+            progress.failed(exc)
         else:
-            missed = 0
-            if snap.summary != last:
-                log.info("%s: %s (%.0fs elapsed)", what, snap.summary, time.monotonic() - started)
-                last = snap.summary
-            if snap.outcome.terminal:
+            if progress.seen(snap):
                 return snap
-        now = time.time()
-        if deadline is not None and now >= deadline:
-            state = f"still {snap.status} ({snap.summary})" if snap else "not seen"
-            raise JobTimeoutError(f"{what}: {state} when the timeout expired", snapshot=snap)
-        yield Sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - now)))
+        left = progress.remaining()
+        yield Sleep(poll_interval if left is None else min(poll_interval, left))

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from modelops_provider.core import assets
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
-from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_bool
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.api import require_model_names, require_project_name
@@ -60,6 +59,7 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     template_fields: Sequence[str] = ("project_name", "model_names", "full_refresh", "ducklake_conn_id")
     operator_extra_links = (DuckLakeModelRunLink(),)
     hook_class = DuckLakeHook
+    trigger_class = DuckLakeModelRunTrigger
     external_id_key = "ducklake_model_run"
     what = "DuckLake model run"
     ui_color = "#fff1c2"
@@ -98,22 +98,6 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
 
     def describe(self, job: dict[str, Any]) -> str:
         return f"DuckLake model run {job.get('run_id')} (project {job.get('project_name')})"
-
-    def check(self, hook: DuckLakeHook, job: dict[str, Any]) -> Call[Snapshot]:
-        return hook.api.model_run_snapshot(job["run_id"])
-
-    def cancel(self, hook: DuckLakeHook, job: dict[str, Any]) -> Call[Any]:
-        return hook.api.cancel_if_running(job["run_id"])
-
-    def make_trigger(self, job: dict[str, Any], deadline: float | None) -> DuckLakeModelRunTrigger:
-        return DuckLakeModelRunTrigger(
-            run_id=job["run_id"],
-            project_name=job.get("project_name"),
-            conn_id=self.ducklake_conn_id,
-            poll_interval=self.poll_interval,
-            deadline=deadline,
-            cancel_on_kill=True,
-        )
 
     def link_urls(self, hook: DuckLakeHook, job: dict[str, Any]) -> dict[type[XComLink], str]:
         return {DuckLakeModelRunLink: hook.run_url(job["run_id"], job.get("project_name"))}

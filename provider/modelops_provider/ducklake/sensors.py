@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelops_provider.core.errors import JobFailedError
 from modelops_provider.core.sensors import PollingSensor
-from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_bool, require_uuid
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.hooks import DuckLakeHook
@@ -34,6 +33,7 @@ class DuckLakeModelRunSensor(PollingSensor):
     template_fields: Sequence[str] = ("run_id", "ducklake_conn_id")
     operator_extra_links = (DuckLakeModelRunLink(),)
     hook_class = DuckLakeHook
+    trigger_class = DuckLakeModelRunTrigger
     what = "DuckLake model run"
 
     def __init__(
@@ -61,18 +61,6 @@ class DuckLakeModelRunSensor(PollingSensor):
 
     def push_links(self, context: Context) -> None:
         DuckLakeModelRunLink.push(context, self.hook.run_url(self.run_id))
-
-    def check(self, hook: DuckLakeHook) -> Call[Snapshot]:
-        return hook.api.model_run_snapshot(self.run_id)
-
-    def make_trigger(self, deadline: float | None) -> DuckLakeModelRunTrigger:
-        return DuckLakeModelRunTrigger(
-            run_id=self.run_id,
-            conn_id=self.ducklake_conn_id,
-            poll_interval=float(self.poke_interval),
-            deadline=deadline,
-            cancel_on_kill=False,
-        )
 
     def _settle(self, snap: Snapshot) -> Any:
         if snap.outcome is not Outcome.SUCCEEDED:

@@ -16,13 +16,8 @@ class DuckLakeModelRunTrigger(PollingTrigger):
 
     hook_class = DuckLakeHook
 
-    def __init__(self, *, run_id: str, project_name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.run_id = run_id
-        self.project_name = project_name
-
-    def target(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "project_name": self.project_name}
+    run_id: str
+    project_name: str | None = None
 
     def check(self, hook: DuckLakeHook) -> Call[Snapshot]:
         return hook.api.model_run_snapshot(self.run_id)

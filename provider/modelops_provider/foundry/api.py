@@ -45,6 +45,9 @@ GET_CURRENT_USER: Endpoint[CurrentUser] = Endpoint("GET", "/api/v2/admin/users/g
 # How far before our launch request a run found after an ambiguous launch may have started
 # (client/server clock skew allowance), and the pauses between looks for it.
 LAUNCH_MATCH_SKEW_S = 30.0
+# Runs per page when one run is looked up: the list is newest first, so a run being waited for is
+# nearly always on the first page; the size only bounds a walk back through an old studio's history.
+RUN_LOOKUP_PAGE_SIZE = 100
 LAUNCH_RELOOK_PAUSES_S = (0.5, 1.0)
 
 
@@ -127,10 +130,18 @@ class FoundryApi:
     ) -> Call[ModelStudioRun | None]:
         return (yield from find_first(self.pages(model_studio_rid, **kwargs), predicate))
 
-    def get_model_studio_run(self, model_studio_rid: str, run_id: str) -> Call[ModelStudioRun]:
-        """A run, found through the runs list (there is no get-run endpoint); stops at the first match."""
+    def get_model_studio_run(
+        self, model_studio_rid: str, run_id: str, config_version: int | None = None
+    ) -> Call[ModelStudioRun]:
+        """A run, found through the runs list (there is no get-run endpoint): narrowed to the run's
+        ``config_version`` when known, in pages of ``RUN_LOOKUP_PAGE_SIZE``, stopping at the match."""
         require_text("run_id", run_id)
-        run = yield from self.find_model_studio_run(model_studio_rid, lambda r: r.run_id == run_id)
+        run = yield from self.find_model_studio_run(
+            model_studio_rid,
+            lambda r: r.run_id == run_id,
+            config_version=config_version,
+            page_size=RUN_LOOKUP_PAGE_SIZE,
+        )
         if run is None:
             raise NotFoundError(
                 f"run {run_id!r} not found in Model Studio {model_studio_rid}",
@@ -160,9 +171,11 @@ class FoundryApi:
     def get_current_user(self) -> Call[CurrentUser]:
         return (yield from self._service().call(GET_CURRENT_USER))
 
-    def model_studio_run_snapshot(self, model_studio_rid: str, run_id: str) -> Call[Snapshot]:
+    def model_studio_run_snapshot(
+        self, model_studio_rid: str, run_id: str, config_version: int | None = None
+    ) -> Call[Snapshot]:
         """One look at a run; when the run carries no buildStatus, the build's status is used."""
-        run = yield from self.get_model_studio_run(model_studio_rid, run_id)
+        run = yield from self.get_model_studio_run(model_studio_rid, run_id, config_version)
         if run.build_status:
             return run_snapshot(run, run.build_status)
         build = yield from self.get_build(run.build_rid)

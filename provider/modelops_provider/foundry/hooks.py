@@ -70,8 +70,10 @@ class FoundryHook(ApiHook):
         """All runs, lazily: the next page is fetched only when the caller gets that far."""
         return self.iterate(self.api.pages(model_studio_rid, config_version=config_version, page_size=page_size))
 
-    def get_model_studio_run(self, model_studio_rid: str, run_id: str) -> ModelStudioRun:
-        return self.call(self.api.get_model_studio_run(model_studio_rid, run_id))
+    def get_model_studio_run(
+        self, model_studio_rid: str, run_id: str, config_version: int | None = None
+    ) -> ModelStudioRun:
+        return self.call(self.api.get_model_studio_run(model_studio_rid, run_id, config_version))
 
     def get_build(self, build_rid: str) -> Build:
         return self.call(self.api.get_build(build_rid))

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from modelops_provider.core import assets
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
-from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_rid
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.assets import MODEL_VERSIONS_ALIAS, model_asset_uri
@@ -44,6 +43,7 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
     template_fields: Sequence[str] = ("model_studio_rid", "foundry_conn_id")
     operator_extra_links = (ModelStudioRunLink(),)
     hook_class = FoundryHook
+    trigger_class = ModelStudioRunTrigger
     external_id_key = "foundry_model_studio_run"
     what = "Model Studio run"
     ui_color = "#d6e4f0"
@@ -72,27 +72,15 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
 
     def submit(self, hook: FoundryHook, context: Context) -> dict[str, Any]:
         run = hook.launch_model_studio(self.model_studio_rid)
-        return {"model_studio_rid": self.model_studio_rid, "run_id": run.run_id, "build_rid": run.build_rid}
+        return {
+            "model_studio_rid": self.model_studio_rid,
+            "run_id": run.run_id,
+            "build_rid": run.build_rid,
+            "config_version": run.config_version,
+        }
 
     def describe(self, job: dict[str, Any]) -> str:
         return f"Model Studio run {job.get('run_id')} (build {job.get('build_rid')})"
-
-    def check(self, hook: FoundryHook, job: dict[str, Any]) -> Call[Snapshot]:
-        return hook.api.model_studio_run_snapshot(job["model_studio_rid"], job["run_id"])
-
-    def cancel(self, hook: FoundryHook, job: dict[str, Any]) -> Call[Any]:
-        return hook.api.cancel_build(job["build_rid"])
-
-    def make_trigger(self, job: dict[str, Any], deadline: float | None) -> ModelStudioRunTrigger:
-        return ModelStudioRunTrigger(
-            model_studio_rid=job["model_studio_rid"],
-            run_id=job["run_id"],
-            build_rid=job["build_rid"],
-            conn_id=self.foundry_conn_id,
-            poll_interval=self.poll_interval,
-            deadline=deadline,
-            cancel_on_kill=True,
-        )
 
     def link_urls(self, hook: FoundryHook, job: dict[str, Any]) -> dict[type[XComLink], str]:
         return {ModelStudioRunLink: hook.run_url(job["model_studio_rid"], job["run_id"])}

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import PokeReturnValue
 
 from modelops_provider.core.sensors import PollingSensor
-from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import require_rid, require_text, seconds
-from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.hooks import FoundryHook
 from modelops_provider.foundry.links import LiveDeploymentLink, ModelStudioRunLink
 from modelops_provider.foundry.status import LiveDeploymentWatch
@@ -30,6 +28,7 @@ class ModelStudioRunSensor(PollingSensor):
     template_fields: Sequence[str] = ("model_studio_rid", "run_id", "foundry_conn_id")
     operator_extra_links = (ModelStudioRunLink(),)
     hook_class = FoundryHook
+    trigger_class = ModelStudioRunTrigger
     what = "Model Studio run"
 
     def __init__(
@@ -59,21 +58,6 @@ class ModelStudioRunSensor(PollingSensor):
     def push_links(self, context: Context) -> None:
         ModelStudioRunLink.push(context, self.hook.run_url(self.model_studio_rid, self.run_id))
 
-    def check(self, hook: FoundryHook) -> Call[Snapshot]:
-        return hook.api.model_studio_run_snapshot(self.model_studio_rid, self.run_id)
-
-    def make_trigger(self, deadline: float | None) -> ModelStudioRunTrigger:
-        # The build RID is needed only to cancel, which a sensor never does.
-        return ModelStudioRunTrigger(
-            model_studio_rid=self.model_studio_rid,
-            run_id=self.run_id,
-            build_rid="",
-            conn_id=self.foundry_conn_id,
-            poll_interval=float(self.poke_interval),
-            deadline=deadline,
-            cancel_on_kill=False,
-        )
-
 
 class LiveDeploymentSensor(PollingSensor):
     """Wait until production serves the model version you expect, ACTIVE and ready.
@@ -101,6 +85,7 @@ class LiveDeploymentSensor(PollingSensor):
     )
     operator_extra_links = (LiveDeploymentLink(),)
     hook_class = FoundryHook
+    trigger_class = LiveDeploymentTrigger
     what = "Live deployment"
     degraded_since_key = "foundry_live_deployment_degraded_since"
 
@@ -122,7 +107,6 @@ class LiveDeploymentSensor(PollingSensor):
         self.require_ready = require_ready
         self.degraded_grace = seconds("degraded_grace", degraded_grace)
         self.foundry_conn_id = foundry_conn_id
-        self._watch: LiveDeploymentWatch | None = None
 
     @property
     def conn_id(self) -> str:
@@ -143,13 +127,20 @@ class LiveDeploymentSensor(PollingSensor):
             value = (outputs[self.output_alias] or {}).get("modelVersionRid")
         return require_rid("expected_model_version_rid", value)
 
+    def trigger_fields(self) -> dict[str, Any]:
+        if self._trigger is not None:
+            return super().trigger_fields()
+        return {
+            "live_deployment_rid": self.live_deployment_rid,
+            "expected_model_version_rid": self.expected_version(),
+            "require_ready": self.require_ready,
+            "degraded_grace": float(self.degraded_grace or 0),
+        }
+
     @property
     def watch(self) -> LiveDeploymentWatch:
-        if self._watch is None:
-            self._watch = LiveDeploymentWatch(
-                self.expected_version(), self.require_ready, float(self.degraded_grace or 0)
-            )
-        return self._watch
+        """The judgement of the worker's looks, with its DEGRADED clock."""
+        return self.trigger.watch  # type: ignore[attr-defined,no-any-return]
 
     def validate(self) -> None:
         require_rid("live_deployment_rid", self.live_deployment_rid)
@@ -160,9 +151,6 @@ class LiveDeploymentSensor(PollingSensor):
 
     def push_links(self, context: Context) -> None:
         LiveDeploymentLink.push(context, self.hook.live_deployment_url(self.live_deployment_rid))
-
-    def check(self, hook: FoundryHook) -> Call[Snapshot]:
-        return hook.api.live_deployment_snapshot(self.live_deployment_rid, self.watch)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         # In reschedule mode every poke is a new process: keep the DEGRADED clock in the task state
@@ -182,14 +170,3 @@ class LiveDeploymentSensor(PollingSensor):
                     store.delete(self.degraded_since_key)
                 else:
                     store.set(self.degraded_since_key, self.watch.degraded_since or 0)
-
-    def make_trigger(self, deadline: float | None) -> LiveDeploymentTrigger:
-        return LiveDeploymentTrigger(
-            live_deployment_rid=self.live_deployment_rid,
-            expected_model_version_rid=self.watch.expected_model_version_rid,
-            require_ready=self.require_ready,
-            degraded_grace=float(self.degraded_grace or 0),
-            conn_id=self.foundry_conn_id,
-            poll_interval=float(self.poke_interval),
-            deadline=deadline,
-        )

@@ -13,24 +13,32 @@ from modelops_provider.foundry.status import LiveDeploymentWatch
 
 class ModelStudioRunTrigger(PollingTrigger):
     """Wait for a Model Studio run's build to be terminal. With ``cancel_on_kill`` (set when the
-    operator launched the run), a user killing the deferred task cancels the build."""
+    operator launched the run), a user killing the deferred task cancels the build.
+
+    ``config_version`` (the run's) narrows the runs list when the run is read; ``build_rid`` may be
+    empty when only the run id is known (a sensor's first look).
+    """
 
     hook_class = FoundryHook
 
-    def __init__(self, *, model_studio_rid: str, run_id: str, build_rid: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model_studio_rid = model_studio_rid
-        self.run_id = run_id
-        self.build_rid = build_rid
-
-    def target(self) -> dict[str, Any]:
-        return {"model_studio_rid": self.model_studio_rid, "run_id": self.run_id, "build_rid": self.build_rid}
+    model_studio_rid: str
+    run_id: str
+    build_rid: str = ""
+    config_version: int | None = None
 
     def check(self, hook: FoundryHook) -> Call[Snapshot]:
-        return hook.api.model_studio_run_snapshot(self.model_studio_rid, self.run_id)
+        snap = yield from hook.api.model_studio_run_snapshot(self.model_studio_rid, self.run_id, self.config_version)
+        self.learn(snap)
+        return snap
 
-    def cancel(self, hook: FoundryHook) -> Call[Any]:
-        return hook.api.cancel_build(self.build_rid)
+    def learn(self, snap: Snapshot) -> None:
+        """Keep the build and config version a look found (a sensor knows only the run id at first)."""
+        self.build_rid = self.build_rid or snap.data.get("buildRid") or ""
+        if self.config_version is None and isinstance(snap.data.get("configVersion"), int):
+            self.config_version = snap.data["configVersion"]
+
+    def cancel(self, hook: FoundryHook) -> Call[Any] | None:
+        return hook.api.cancel_build(self.build_rid) if self.build_rid else None
 
 
 class LiveDeploymentTrigger(PollingTrigger):
@@ -42,26 +50,15 @@ class LiveDeploymentTrigger(PollingTrigger):
 
     hook_class = FoundryHook
 
-    def __init__(
-        self,
-        *,
-        live_deployment_rid: str,
-        expected_model_version_rid: str | None = None,
-        require_ready: bool = True,
-        degraded_grace: float = 300.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.live_deployment_rid = live_deployment_rid
-        self.watch = LiveDeploymentWatch(expected_model_version_rid, require_ready, float(degraded_grace))
+    live_deployment_rid: str
+    expected_model_version_rid: str | None = None
+    require_ready: bool = True
+    degraded_grace: float = 300.0
 
-    def target(self) -> dict[str, Any]:
-        return {
-            "live_deployment_rid": self.live_deployment_rid,
-            "expected_model_version_rid": self.watch.expected_model_version_rid,
-            "require_ready": self.watch.require_ready,
-            "degraded_grace": self.watch.degraded_grace,
-        }
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.degraded_grace = float(self.degraded_grace)
+        self.watch = LiveDeploymentWatch(self.expected_model_version_rid, self.require_ready, self.degraded_grace)
 
     def check(self, hook: FoundryHook) -> Call[Snapshot]:
         return hook.api.live_deployment_snapshot(self.live_deployment_rid, self.watch)
