@@ -56,7 +56,7 @@ def test_without_the_config_version_the_walk_uses_full_pages_and_stops_at_the_ma
 
 
 def test_a_waiting_trigger_keeps_no_response(history):
-    hook, ours, _ = history
+    _, ours, _ = history
     trigger = ModelStudioRunTrigger(
         model_studio_rid=STUDIO,
         run_id=ours.run_id,
