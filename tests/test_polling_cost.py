@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import httpx
 import pytest
@@ -55,8 +56,20 @@ def test_without_the_config_version_the_walk_uses_full_pages_and_stops_at_the_ma
     assert len(modelops_sandbox.control.requests()[before:]) == 3
 
 
-def test_a_waiting_trigger_keeps_no_response(history):
+def test_a_waiting_trigger_keeps_no_response(history, monkeypatch):
     _, ours, _ = history
+    received: weakref.WeakSet[httpx.Response] = weakref.WeakSet()
+    sent = 0
+    send = httpx.AsyncClient.send
+
+    async def recording_send(self, request, **kwargs):
+        nonlocal sent
+        response = await send(self, request, **kwargs)
+        received.add(response)
+        sent += 1
+        return response
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording_send)
     trigger = ModelStudioRunTrigger(
         model_studio_rid=STUDIO,
         run_id=ours.run_id,
@@ -66,15 +79,16 @@ def test_a_waiting_trigger_keeps_no_response(history):
         poll_interval=0.5,
     )
 
-    async def main() -> list[httpx.Response]:
+    async def main() -> int:
         task = asyncio.ensure_future(trigger.run().__anext__())
-        await asyncio.sleep(1.2)  # two polls done, sleeping before the third
+        await asyncio.sleep(1.2)  # polls at 0, 0.5 and 1 s done, sleeping before the next
         gc.collect()
-        alive = [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        alive = len(received)
         task.cancel()
         return alive
 
-    assert asyncio.run(main()) == []
+    assert asyncio.run(main()) == 0
+    assert sent >= 2  # the polls happened; their responses are gone
 
 
 def test_trigger_fields_are_its_kwargs_and_its_target():
