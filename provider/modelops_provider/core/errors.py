@@ -74,6 +74,22 @@ class ApiError(Exception):
             "service": self.service,
         }
 
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> ApiError:
+        """The error :meth:`to_dict` described, as the same class with the same fields (after a deferral)."""
+        cls = API_ERRORS.get(str(raw.get("type")), ApiError)
+        return cls(
+            str(raw.get("message") or ""),
+            status=raw.get("status"),
+            method=str(raw.get("method") or ""),
+            path=str(raw.get("path") or ""),
+            error_name=raw.get("error_name"),
+            error_code=raw.get("error_code"),
+            error_instance_id=raw.get("error_instance_id"),
+            parameters=raw.get("parameters") or {},
+            service=str(raw.get("service") or ""),
+        )
+
 
 class InvalidArgumentError(ApiError):
     """HTTP 400 (and 413/422): the request was rejected as invalid."""
@@ -114,6 +130,23 @@ class AmbiguousRequestError(TransportError):
     before deciding to send the request again.
     """
 
+
+# Every ApiError class by name, to rebuild one from a trigger event (never a class outside this module).
+API_ERRORS: dict[str, type[ApiError]] = {
+    cls.__name__: cls
+    for cls in (
+        ApiError,
+        InvalidArgumentError,
+        UnauthorizedError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        RateLimitedError,
+        ServerError,
+        TransportError,
+        AmbiguousRequestError,
+    )
+}
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidArgumentError,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
 
-from modelops_provider.core.retry import RetryPolicy
+from modelops_provider.core.retry import RetryPolicy, bounded_number
 from modelops_provider.core.transport import (
     Call,
     Service,
@@ -27,23 +27,41 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _number(extra: dict[str, Any], key: str, default: float) -> float:
+# Upper bounds of the duration extras, in seconds.
+MAX_TIMEOUT_S = 600.0
+MAX_ADOPTION_WINDOW_S = 3600.0
+
+
+def _number(extra: dict[str, Any], key: str, default: float, maximum: float = MAX_TIMEOUT_S) -> float:
     raw = extra.get(key)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"connection extra {key!r} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"connection extra {key!r} must be > 0, got {raw!r}")
-    return value
+    return bounded_number(
+        f"connection extra {key!r} (seconds)", raw, minimum=0.0, maximum=maximum, exclusive_minimum=True
+    )
 
 
 def timeout_from_extra(extra: dict[str, Any]) -> httpx.Timeout:
     """Connect/read timeouts from a connection's extra (``connect_timeout``, ``read_timeout``)."""
     read = _number(extra, "read_timeout", 30.0)
     return httpx.Timeout(read, connect=_number(extra, "connect_timeout", 10.0))
+
+
+def adoption_window_from_extra(extra: dict[str, Any]) -> float | None:
+    """The connection extra ``adoption_window`` (seconds), None when unset (the default applies)."""
+    if extra.get("adoption_window") in (None, ""):
+        return None
+    return _number(extra, "adoption_window", 0.0, maximum=MAX_ADOPTION_WINDOW_S)
+
+
+def service_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """What every service reads from its connection's extra: retries, timeouts, TLS, adoption window."""
+    return {
+        "retry": RetryPolicy.from_extra(extra),
+        "timeout": timeout_from_extra(extra),
+        "verify": verify_from_extra(extra),
+        "adoption_window": adoption_window_from_extra(extra),
+    }
 
 
 def verify_from_extra(extra: dict[str, Any]) -> bool:

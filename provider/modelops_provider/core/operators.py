@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
 
-from modelops_provider.core import triggers
-from modelops_provider.core.errors import JobFailedError, JobTimeoutError, NotFoundError
+from modelops_provider.core import triggers, validation
+from modelops_provider.core.errors import API_ERRORS, ApiError, JobFailedError, JobTimeoutError, NotFoundError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
-from modelops_provider.core.transport import Call, new_sync_client, run_sync
+from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
 from modelops_provider.core.validation import seconds
 from modelops_provider.core.waiting import Outcome, Snapshot, poll_until_terminal
 
@@ -29,18 +29,32 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
+# Time a cancel may take (a timeout, a kill, the last try breaking down), retries included: inside
+# Airflow's 30 s [triggerer] on_kill_timeout, and short of a worker's kill grace.
+CANCEL_BUDGET_S = 25.0
+
+
 def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def unpack_event(event: dict[str, Any] | None) -> Snapshot:
-    """Turn a trigger event into the final snapshot; an error event's message is raised unchanged."""
+    """Turn a trigger event into the final snapshot, or raise what the trigger met as sync mode would:
+    the same :class:`ApiError` subclass with the same fields, a :class:`JobTimeoutError` with the last
+    snapshot; anything else as an AirflowException with the trigger's message."""
     if not event or "status" not in event:
         raise AirflowException(f"unexpected trigger event: {event!r}")
     if event["status"] == triggers.ERROR:
+        error = event.get("error")
+        if isinstance(error, dict) and error.get("type") in API_ERRORS:
+            raise ApiError.from_dict(error)
         raise AirflowException(event.get("message") or "the trigger reported an error")
     if event["status"] == triggers.TIMEOUT:
-        raise JobTimeoutError(event.get("message") or "timed out")
+        last = event.get("snapshot")
+        raise JobTimeoutError(
+            event.get("message") or "timed out",
+            snapshot=Snapshot.from_dict(last) if isinstance(last, dict) else None,
+        )
     return Snapshot.from_dict(event["snapshot"])
 
 
@@ -65,8 +79,8 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = seconds("poll_interval", poll_interval, minimum=0.0)
-        self.timeout = seconds("timeout", timeout, allow_none=True, minimum=0.0)
+        self.poll_interval = validation.poll_interval("poll_interval", poll_interval)
+        self.timeout = seconds("timeout", timeout, allow_none=True, positive=True)
         self._job: dict[str, Any] | None = None
         self._hook: ApiHook | None = None
 
@@ -230,18 +244,17 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         self.log.info("%s: %s", self.describe(job), snap.summary)
         return self._finish(job, snap, context)
 
-    def _cancel(self, job: dict[str, Any], *, fresh_client: bool = False) -> None:
+    def _cancel(self, job: dict[str, Any]) -> None:
         try:
             call = self.cancel(self.hook, job)
             if call is None:
                 return
             self.log.warning("Cancelling %s", self.describe(job))
-            if fresh_client:
-                # on_kill runs from a signal handler: the hook's own client may be mid-request.
-                with new_sync_client(self.hook.service) as client:
-                    run_sync(client, call)
-            else:
-                self.hook.call(call)
+            # A client of its own, every timeout within the cancel budget: on_kill runs from a signal
+            # handler (the hook's client may be mid-request), and Airflow kills a task that lingers.
+            bounded = within(call, CANCEL_BUDGET_S, what=f"cancel of {self.describe(job)}")
+            with new_sync_client(self.hook.service, max_timeout=CANCEL_BUDGET_S) as client:
+                run_sync(client, bounded)
         except Exception:
             self.log.exception("Could not cancel %s", self.describe(job))
 
@@ -252,8 +265,12 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         any more, and a job nobody waits for is a leak."""
         try:
             yield
-        except JobTimeoutError:
+        except JobTimeoutError as exc:
             self._cancel(job)
+            if self.timeout is not None:
+                raise JobTimeoutError(
+                    f"{exc} (timeout {self.timeout:g}s from the launch)", snapshot=exc.snapshot
+                ) from None
             raise
         except Exception:
             if int(getattr(context["ti"], "try_number", 1) or 1) > int(self.retries or 0):
@@ -264,4 +281,4 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         # Runs for a task killed while waiting in the worker; a deferred task is cancelled by the
         # trigger's on_kill instead.
         if self._job is not None and not getattr(self, "_result_ready", False):
-            self._cancel(self._job, fresh_client=True)
+            self._cancel(self._job)

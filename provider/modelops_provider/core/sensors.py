@@ -12,8 +12,10 @@ from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.operators import default_deferrable, unpack_event
+from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call
-from modelops_provider.core.waiting import TRANSIENT_ERRORS, Outcome, Snapshot
+from modelops_provider.core.validation import poll_interval, seconds
+from modelops_provider.core.waiting import MAX_MISSED_POLLS, TRANSIENT_ERRORS, Outcome, Snapshot
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -29,14 +31,19 @@ class PollingSensor(BaseSensorOperator):
     hook_class: ClassVar[type[ApiHook]]
     trigger_class: ClassVar[type[triggers.PollingTrigger]]
     what: ClassVar[str] = "remote object"
+    missed_polls_key = "modelops_missed_polls"
 
     def __init__(self, *, deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        # Airflow lets NaN and 0 through; they would busy-poll the service.
+        poll_interval("poke_interval", self.poke_interval)
+        seconds("timeout", self.timeout, positive=True)
         self._hook: ApiHook | None = None
         self._last_summary: str | None = None
         self._last: Snapshot | None = None
         self._trigger: triggers.PollingTrigger | None = None
+        self._missed = MissedPolls(MAX_MISSED_POLLS)
 
     @property
     @abstractmethod
@@ -90,13 +97,31 @@ class PollingSensor(BaseSensorOperator):
         raise JobFailedError(f"{self.describe()}: {snap.reason or snap.summary}")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        # The missed-poll rule of every wait: in reschedule mode each poke is a new process, so the
+        # count lives in the task state store (Airflow 3.3+).
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is not None:
+            stored = store.get(self.missed_polls_key)
+            self._missed.count = int(stored) if isinstance(stored, int) and not isinstance(stored, bool) else 0
         try:
             snap = self.hook.call(self.check(self.hook))
         except TRANSIENT_ERRORS as exc:
-            # Not now rather than no: poke again (the sensor's timeout bounds the wait).
-            self.log.warning("%s: poke failed (%s); will poke again", self.describe(), exc)
+            if self._missed.missed():
+                if store is not None:
+                    store.delete(self.missed_polls_key)
+                raise
+            if store is not None:
+                store.set(self.missed_polls_key, self._missed.count)
+            # Not now rather than no: poke again.
+            self.log.warning(
+                "%s: poke failed (%s); %d more failed poke(s) allowed", self.describe(), exc, self._missed.left
+            )
             return False
         self._last = snap
+        if self._missed.count:
+            self._missed.seen()
+            if store is not None:
+                store.delete(self.missed_polls_key)
         if snap.summary != self._last_summary:
             self.log.info("%s: %s", self.describe(), snap.summary)
             self._last_summary = snap.summary

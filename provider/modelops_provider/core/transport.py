@@ -25,16 +25,13 @@ import httpx
 import pydantic
 
 from modelops_provider.core import errors
-from modelops_provider.core.retry import (
-    RetryPolicy,
-    is_retryable_exception,
-    is_retryable_status,
-    parse_retry_after,
-)
+from modelops_provider.core.retry import Action, Kind, MalformedBody, RetryPolicy, decide, describe_failure
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# The default adoption window is the read timeout plus this.
+ADOPTION_MARGIN_S = 30.0
 USER_AGENT = "airflow-provider-modelops"
 
 
@@ -64,8 +61,19 @@ class Endpoint(Generic[T]):
     response: Any = None
     query: Mapping[str, Any] = field(default_factory=dict)
     creates: bool = False
+    # Sending it twice leaves the same state as once (a cancel, a status update): retried like a read.
+    idempotent: bool = False
     # The service answers success with plain text (e.g. Pluto ingest), decoded as a str, not JSON.
     text: bool = False
+
+    @property
+    def kind(self) -> Kind:
+        """How safe a re-send is, for the retry rule (:func:`modelops_provider.core.retry.decide`)."""
+        if self.creates:
+            return Kind.CREATE
+        if self.idempotent or self.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE"):
+            return Kind.READ if self.method in ("GET", "HEAD", "OPTIONS") else Kind.IDEMPOTENT
+        return Kind.APPEND
 
     def decode(self, payload: Any) -> T:
         if self.response is None:
@@ -231,7 +239,8 @@ class OAuth2ClientCredentials(Auth):
             _TOKEN_CACHE.pop(self._key, None)
 
 
-TOKEN_ENDPOINT: Endpoint[dict[str, Any]] = Endpoint("POST", "{token_path}")
+# Asking for a token twice is harmless.
+TOKEN_ENDPOINT: Endpoint[dict[str, Any]] = Endpoint("POST", "{token_path}", idempotent=True)
 
 
 @dataclass
@@ -245,6 +254,15 @@ class Service:
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0))
     verify: bool = True
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # How long to keep looking for what an ambiguous create may have created (connection extra
+    # ``adoption_window``); None: the read timeout + 30 s, so that a server acting as late as a
+    # timed-out answer (and then some) is still found.
+    adoption_window: float | None = None
+
+    def adopt_window(self) -> float:
+        if self.adoption_window is not None:
+            return self.adoption_window
+        return float(self.timeout.read or 30.0) + ADOPTION_MARGIN_S
 
     def client_key(self) -> tuple[Any, ...]:
         t = self.timeout
@@ -262,14 +280,21 @@ class Service:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
+        kind: Kind | None = None,
+        policy: RetryPolicy | None = None,
     ) -> Call[T]:
-        """Send one request to ``endpoint`` with retries, and return its decoded answer."""
+        """Send one request to ``endpoint`` with retries, and return its decoded answer.
+
+        ``kind`` overrides the endpoint's own (a create made idempotent by a key the caller sends);
+        ``policy`` overrides the connection's retry budget (a cancel with a bounded budget).
+        """
         auth = self.auth if auth is None else auth
         rendered = path_template if path_template is not None else encode_path(endpoint.path, path or {})
         params = {**endpoint.query, **{k: v for k, v in (query or {}).items() if v is not None}}
         params = {k: ("true" if v is True else "false" if v is False else v) for k, v in params.items()}
         method = endpoint.method
-        policy = self.retry
+        kind = endpoint.kind if kind is None else kind
+        policy = self.retry if policy is None else policy
         started = time.monotonic()
         attempt = 0
         refreshed = False
@@ -298,20 +323,17 @@ class Service:
             reply = yield request
             if reply is None:
                 raise RuntimeError("the call's driver sent no reply for a request")
-            retry_after: float | None = None
+            failure: Any = reply
+            info: dict[str, Any] = {}
             if isinstance(reply, BaseException):
-                reason = f"{type(reply).__name__}: {reply}" if str(reply) else type(reply).__name__
-                if not is_retryable_exception(reply, creates=endpoint.creates):
-                    if endpoint.creates and isinstance(reply, httpx.TransportError):
-                        raise fail(
-                            errors.AmbiguousRequestError,
-                            f"no answer, the request may have been processed ({reason})",
-                        ) from None
-                    if isinstance(reply, httpx.TransportError):
-                        raise fail(errors.TransportError, reason) from None
+                if not isinstance(reply, httpx.TransportError):
                     raise reply
-                status_text = reason
+                # Never the library's own text where it can quote a header (a credential).
+                reason = describe_failure(reply)
+                ambiguous = f"no answer, the request may have been processed ({reason})"
                 give_up: errors.ApiError = fail(errors.TransportError, f"gave up after {attempt} attempts ({reason})")
+                status_text = reason
+                status: int | None = None
             else:
                 status = reply.status_code
                 if status == 401 and auth.refreshable and not refreshed:
@@ -322,45 +344,37 @@ class Service:
                 if 200 <= status < 300:
                     try:
                         payload: Any = reply.text if endpoint.text else reply.json() if reply.content.strip() else None
-                    except ValueError:
-                        if endpoint.creates:
-                            raise fail(
-                                errors.AmbiguousRequestError,
-                                f"HTTP {status} with a body that is not JSON; the request may have been processed",
-                                status=status,
-                            ) from None
-                        status_text = f"HTTP {status} with a malformed body"
-                        give_up = fail(
-                            errors.ServerError, f"malformed response body after {attempt} attempts", status=status
+                        return endpoint.decode(payload)
+                    except ValueError as exc:  # not JSON, or (pydantic.ValidationError) not the schema
+                        problem = (
+                            f"response does not match the expected schema: {_short_validation(exc)}"
+                            if isinstance(exc, pydantic.ValidationError)
+                            else "a body that is not JSON"
                         )
-                    else:
-                        try:
-                            return endpoint.decode(payload)
-                        except pydantic.ValidationError as exc:
-                            raise fail(
-                                # A create that answered 2xx did create something: let the caller look.
-                                errors.AmbiguousRequestError if endpoint.creates else errors.ServerError,
-                                f"response does not match the expected schema: {_short_validation(exc)}",
-                                status=status,
-                            ) from None
+                        failure = MalformedBody(status)
+                        status_text = f"HTTP {status} with {problem}"
+                        ambiguous = f"HTTP {status} with {problem}; the request may have been processed"
+                        give_up = fail(errors.ServerError, f"{problem} (after {attempt} attempts)", status=status)
                 else:
                     info = parse_error_body(reply)
                     message = info.pop("message")
                     give_up = fail(errors.error_class_for_status(status), message, status=status, **info)
-                    if not is_retryable_status(status, creates=endpoint.creates):
-                        if endpoint.creates and status in (500, 502, 504):
-                            raise fail(
-                                errors.AmbiguousRequestError,
-                                f"HTTP {status}; the request may have been processed ({message})",
-                                status=status,
-                                **info,
-                            )
-                        raise give_up
-                    retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+                    ambiguous = f"HTTP {status}; the request may have been processed ({message})"
                     status_text = f"HTTP {status}"
-            wait = policy.wait_before_next(attempt, started, retry_after=retry_after)
-            if wait is None:
-                raise give_up
+            decision = decide(failure, attempt=attempt, kind=kind, policy=policy, started=started)
+            if decision.action is Action.AMBIGUOUS:
+                raise fail(errors.AmbiguousRequestError, ambiguous, status=status, **info) from None
+            if decision.action is Action.FAIL:
+                if decision.why == "unsendable":
+                    raise fail(errors.TransportError, status_text) from None
+                raise give_up from None
+            asked = ""
+            if decision.retry_after is not None:
+                asked = (
+                    f" (Retry-After {decision.retry_after:g}s asked, capped at {policy.retry_after_cap:g}s)"
+                    if decision.capped
+                    else " (Retry-After)"
+                )
             log.warning(
                 "%s %s %s -> %s; retry %d/%d in %.2fs%s",
                 self.name,
@@ -369,10 +383,10 @@ class Service:
                 status_text,
                 attempt,
                 policy.max_attempts - 1,
-                wait,
-                " (Retry-After)" if retry_after is not None else "",
+                decision.wait,
+                asked,
             )
-            yield Sleep(wait)
+            yield Sleep(decision.wait)
 
 
 def _short_validation(exc: pydantic.ValidationError) -> str:
@@ -421,8 +435,37 @@ async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-def new_sync_client(service: Service) -> httpx.Client:
-    return httpx.Client(timeout=service.timeout, verify=service.verify, follow_redirects=True)
+def new_sync_client(service: Service, *, max_timeout: float | None = None) -> httpx.Client:
+    """A sync client for ``service``; ``max_timeout`` caps every timeout (a cancel on a budget)."""
+    timeout = service.timeout
+    if max_timeout is not None:
+        t = timeout
+        timeout = httpx.Timeout(
+            connect=min(t.connect or max_timeout, max_timeout),
+            read=min(t.read or max_timeout, max_timeout),
+            write=min(t.write or max_timeout, max_timeout),
+            pool=min(t.pool or max_timeout, max_timeout),
+        )
+    return httpx.Client(timeout=timeout, verify=service.verify, follow_redirects=True)
+
+
+def within(call: Call[T], budget: float, *, what: str) -> Call[T]:
+    """``call``, given up once ``budget`` seconds are spent: a retry wait that would end past the
+    budget is not taken. Bounds a cancel (a kill, a timeout) that the full retry policy would stretch
+    to minutes."""
+    end = time.monotonic() + budget
+    reply: Reply = None
+    try:
+        while True:
+            step = call.send(reply)
+            if isinstance(step, Sleep) and time.monotonic() + step.seconds > end:
+                call.close()
+                raise errors.TransportError(
+                    f"{what}: gave up within its {budget:g}s budget (the next retry was {step.seconds:.1f}s away)"
+                )
+            reply = yield step
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 # One AsyncClient per (event loop, service address): thousands of triggers on one triggerer share

@@ -13,10 +13,11 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from modelops_provider.core.errors import ApiError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
-from modelops_provider.core.transport import Call
+from modelops_provider.core.transport import Call, within
 from modelops_provider.core.waiting import Snapshot, poll_until_terminal
 
-# Time for the cancel when a user kills the task, inside Airflow's [triggerer] on_kill_timeout (30 s).
+# Time for the cancel when a user kills the task, inside Airflow's [triggerer] on_kill_timeout (30 s);
+# the same budget as every other cancel (core.operators.CANCEL_BUDGET_S).
 ON_KILL_BUDGET_S = 25.0
 
 # Event payload "status" values.
@@ -131,6 +132,8 @@ class PollingTrigger(BaseTrigger):
         except ApiError as exc:
             yield self._event(ERROR, message=str(exc), error=exc.to_dict())
         except Exception as exc:  # a bad connection, say: report it rather than crash the trigger
+            # The event carries one line; the traceback goes to the trigger's log first.
+            self.log.exception("%s: the wait broke down", self.describe())
             yield self._event(ERROR, message=f"{type(exc).__name__}: {exc}")
         # asyncio.CancelledError is deliberately not caught: nothing may be awaited on that path, or
         # Airflow's on_kill may be lost (see AIRFLOW-NOTES).
@@ -157,4 +160,4 @@ class PollingTrigger(BaseTrigger):
         await hook.aget_conn()  # normally resolved by run() already
         call = self.cancel(hook)
         if call is not None:
-            await hook.acall(call)
+            await hook.acall(within(call, ON_KILL_BUDGET_S, what=f"cancel of {self.describe()}"))

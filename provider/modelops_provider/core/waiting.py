@@ -7,10 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from modelops_provider.core.errors import JobTimeoutError, RateLimitedError, ServerError, TransportError
+from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call, Sleep
 
 
@@ -80,11 +82,11 @@ class WaitProgress:
         self.log = log
         self.started = time.monotonic()
         self.last: Snapshot | None = None
-        self.missed = 0
+        self.missed = MissedPolls(MAX_MISSED_POLLS)
 
     def seen(self, snap: Snapshot) -> bool:
         """A look succeeded; True when the job is terminal."""
-        self.missed = 0
+        self.missed.seen()
         if self.last is None or snap.summary != self.last.summary:
             self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.monotonic() - self.started)
         self.last = snap
@@ -95,12 +97,9 @@ class WaitProgress:
         else, and the last allowed miss, is raised."""
         if not isinstance(exc, TRANSIENT_ERRORS):
             raise exc
-        self.missed += 1
-        if self.missed >= MAX_MISSED_POLLS:
+        if self.missed.missed():
             raise exc
-        self.log.warning(
-            "%s: poll failed (%s); %d more failed poll(s) allowed", self.what, exc, MAX_MISSED_POLLS - 1 - self.missed
-        )
+        self.log.warning("%s: poll failed (%s); %d more failed poll(s) allowed", self.what, exc, self.missed.left)
 
     def remaining(self, now: float | None = None) -> float | None:
         """Seconds until the deadline (None: no deadline); raises :class:`JobTimeoutError` once it passed."""
@@ -114,7 +113,12 @@ class WaitProgress:
     def expired(self) -> None:
         snap = self.last
         state = f"still {snap.status} ({snap.summary})" if snap else "not seen"
-        raise JobTimeoutError(f"{self.what}: {state} when the timeout expired", snapshot=snap)
+        at = (
+            ""
+            if self.deadline is None
+            else datetime.fromtimestamp(self.deadline, UTC).strftime(" (deadline %Y-%m-%dT%H:%M:%SZ)")
+        )
+        raise JobTimeoutError(f"{self.what}: {state} when the timeout expired{at}", snapshot=snap)
 
 
 def poll_until_terminal(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 from modelops_provider.core.errors import AmbiguousRequestError, ApiError, InvalidArgumentError, ServerError
 from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first
-from modelops_provider.core.validation import require_bool, require_uuid
+from modelops_provider.core.validation import require_bool, require_name, require_uuid
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.models import (
     ModelRun,
@@ -37,9 +36,11 @@ LIST_MODEL_RUNS: Endpoint[PaginatedModelRuns] = Endpoint("GET", "/model-runs", P
 TRIGGER_MODEL_RUN: Endpoint[ModelRun] = Endpoint("POST", "/model-runs", ModelRun, creates=True)
 GET_MODEL_RUN: Endpoint[ModelRun] = Endpoint("GET", "/model-runs/{run_id}", ModelRun)
 # The 2026-03-01 API; newer servers moved cancel to ``/cancellations``. Either may answer with no body.
-CANCEL_MODEL_RUN: Endpoint[ModelRun | None] = Endpoint("POST", "/model-runs/{run_id}/cancel", ModelRun | None)
+CANCEL_MODEL_RUN: Endpoint[ModelRun | None] = Endpoint(
+    "POST", "/model-runs/{run_id}/cancel", ModelRun | None, idempotent=True
+)
 CANCEL_MODEL_RUN_NEWER: Endpoint[ModelRun | None] = Endpoint(
-    "POST", "/model-runs/{run_id}/cancellations", ModelRun | None
+    "POST", "/model-runs/{run_id}/cancellations", ModelRun | None, idempotent=True
 )
 LIST_MODEL_RUN_STEPS: Endpoint[ModelRunStepList] = Endpoint("GET", "/model-runs/{run_id}/steps", ModelRunStepList)
 LIST_MODEL_TEST_RESULTS: Endpoint[ModelTestResultList] = Endpoint(
@@ -61,16 +62,11 @@ _CANCEL_ROUTES_LOCK = threading.Lock()
 # (client/server clock skew allowance).
 TRIGGER_MATCH_SKEW_S = 30.0
 MAX_RESULTS_LIMIT = 1000
-NO_SPACE = re.compile(r"^\S+$")
 NAME_MAX = 255
 
 
 def require_project_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not NO_SPACE.match(value) or len(value) > NAME_MAX:
-        raise ValueError(
-            f"{name} must be a non-empty name without whitespace (at most {NAME_MAX} characters), got {value!r}"
-        )
-    return value
+    return require_name(name, value, max_length=NAME_MAX)
 
 
 def require_model_names(name: str, value: Any) -> list[str] | None:
@@ -82,8 +78,11 @@ def require_model_names(name: str, value: Any) -> list[str] | None:
     if len(names) > MAX_RESULTS_LIMIT:
         raise ValueError(f"{name} may hold at most {MAX_RESULTS_LIMIT} names, got {len(names)}")
     for item in names:
-        if not isinstance(item, str) or not item.strip() or item != item.lstrip() or len(item) > NAME_MAX:
-            raise ValueError(f"{name} must hold non-empty model names, got {item!r} in {value!r}")
+        if not isinstance(item, str) or not item or any(c.isspace() for c in item) or len(item) > NAME_MAX:
+            raise ValueError(
+                f"{name} must hold non-empty model names without whitespace (at most {NAME_MAX} characters), "
+                f"got {item!r} in {value!r}"
+            )
     return names
 
 

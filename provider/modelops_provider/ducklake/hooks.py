@@ -11,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra, verify_from_extra
+from modelops_provider.core.hook import ApiHook, service_options, split_host
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import HeaderAuth, Service, bearer
+from modelops_provider.core.validation import clean_secret
 from modelops_provider.core.waiting import Outcome
 from modelops_provider.ducklake.api import CANCEL_ROUTES, DuckLakeApi, DuckLakeSettings
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
@@ -118,23 +119,22 @@ class DuckLakeHook(ApiHook):
                 f"connection {self.conn_id!r}: extra 'auth_type' must be one of "
                 f"{', '.join(AUTH_TYPES)}, got {auth_type!r}"
             )
-        if not conn.password:
+        password = clean_secret(self.conn_id, "token or API key (password)", conn.password)
+        if not password:
             raise ValueError(f"connection {self.conn_id!r} has no token or API key (password)")
-        mask(conn.password)
-        auth = bearer(conn.password) if auth_type == "bearer" else HeaderAuth("X-API-Key", conn.password)
+        mask(password)
+        auth = bearer(password) if auth_type == "bearer" else HeaderAuth("X-API-Key", password)
         self._settings = DuckLakeSettings(
             host=urlsplit(origin).hostname or "",
             ui_url_template=ui_url_template(extra.get("ui_url_template")),
             cancel_route=cancel_route(extra.get("cancel_route")),
-            principals=token_principals(conn.password) if auth_type == "bearer" else frozenset(),
+            principals=token_principals(password) if auth_type == "bearer" else frozenset(),
         )
         return Service(
             name="DuckLake",
             base_url=origin + path_prefix(extra.get("path_prefix")),
             auth=auth,
-            retry=self.retry_policy(extra),
-            timeout=timeout_from_extra(extra),
-            verify=verify_from_extra(extra),
+            **service_options(extra),
         )
 
     @property

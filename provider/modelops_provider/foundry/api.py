@@ -36,7 +36,7 @@ LIST_MODEL_STUDIO_RUNS: Endpoint[ListModelStudioRunsResponse] = Endpoint(
     "GET", "/api/v2/models/modelStudios/{modelStudioRid}/runs", ListModelStudioRunsResponse, query=PREVIEW
 )
 GET_BUILD: Endpoint[Build] = Endpoint("GET", "/api/v2/orchestration/builds/{buildRid}", Build)
-CANCEL_BUILD: Endpoint[None] = Endpoint("POST", "/api/v2/orchestration/builds/{buildRid}/cancel")
+CANCEL_BUILD: Endpoint[None] = Endpoint("POST", "/api/v2/orchestration/builds/{buildRid}/cancel", idempotent=True)
 GET_LIVE_DEPLOYMENT: Endpoint[LiveDeployment] = Endpoint(
     "GET", "/api/v2/models/liveDeployments/{liveDeploymentRid}", LiveDeployment, query=PREVIEW
 )

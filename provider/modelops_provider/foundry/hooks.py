@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from modelops_provider.core.hook import ApiHook, split_host, timeout_from_extra, verify_from_extra
+from modelops_provider.core.hook import ApiHook, service_options, split_host
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Auth, OAuth2ClientCredentials, Service, bearer
+from modelops_provider.core.validation import clean_secret
 from modelops_provider.foundry.api import FoundryApi
 from modelops_provider.foundry.models import Build, LiveDeployment, ModelStudioRun
 
@@ -36,9 +37,10 @@ class FoundryHook(ApiHook):
         extra = dict(conn.extra_dejson or {})
         base_url = split_host(conn.host, conn.port, extra.get("scheme") or None)
         auth: Auth
-        client_id = extra.get("client_id")
+        client_id = clean_secret(self.conn_id, "extra client_id", extra.get("client_id"))
+        password = clean_secret(self.conn_id, "token (password)", conn.password)
         if client_id:
-            secret = extra.get("client_secret")
+            secret = clean_secret(self.conn_id, "extra client_secret", extra.get("client_secret"))
             if not secret:
                 raise ValueError(f"connection {self.conn_id!r}: client_id is set but client_secret is empty")
             mask(secret)
@@ -46,18 +48,16 @@ class FoundryHook(ApiHook):
             if isinstance(scopes, str):
                 scopes = scopes.replace(",", " ").split()
             auth = OAuth2ClientCredentials(TOKEN_PATH, str(client_id), str(secret), tuple(scopes))
-        elif conn.password:
-            mask(conn.password)
-            auth = bearer(conn.password)
+        elif password:
+            mask(password)
+            auth = bearer(password)
         else:
             raise ValueError(f"connection {self.conn_id!r} has no token (password) and no client_id/client_secret")
         return Service(
             name="Foundry",
             base_url=base_url,
             auth=auth,
-            retry=self.retry_policy(extra),
-            timeout=timeout_from_extra(extra),
-            verify=verify_from_extra(extra),
+            **service_options(extra),
         )
 
     # --- endpoints (sync); the trigger runs the same calls with acall() ----------------------

@@ -8,7 +8,6 @@ accepted as dicts or JSON strings and sent as the JSON strings the API wants.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -16,16 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from modelops_provider.core.retry import Kind
 from modelops_provider.core.transport import Call, Endpoint, Service
-from modelops_provider.core.validation import require_bool, require_count, require_text
+from modelops_provider.core.validation import MAX_JSON_DEPTH, json_depth_ok, require_bool, require_count, require_text
 from modelops_provider.pluto.models import AuthValidation, PlutoRun, RunStatus, Success
 
 # API service (``url_api``).
 CREATE_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/create", PlutoRun, creates=True)
-RESUME_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/resume", PlutoRun)
-UPDATE_STATUS: Endpoint[Success] = Endpoint("POST", "/api/runs/status/update", Success)
-UPDATE_TAGS: Endpoint[Success] = Endpoint("POST", "/api/runs/tags/update", Success)
-UPDATE_CONFIG: Endpoint[Success] = Endpoint("POST", "/api/runs/config/update", Success)
+# Sending these twice leaves the run as sending them once: retried like reads (500 included).
+RESUME_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/resume", PlutoRun, idempotent=True)
+UPDATE_STATUS: Endpoint[Success] = Endpoint("POST", "/api/runs/status/update", Success, idempotent=True)
+UPDATE_TAGS: Endpoint[Success] = Endpoint("POST", "/api/runs/tags/update", Success, idempotent=True)
+UPDATE_CONFIG: Endpoint[Success] = Endpoint("POST", "/api/runs/config/update", Success, idempotent=True)
 VALIDATE_AUTH: Endpoint[AuthValidation] = Endpoint("GET", "/api/runs/auth/validate", AuthValidation)
 # Ingest service (``url_ingest``): NDJSON in, "Stream processed successfully: N records" (text) out.
 INGEST_METRICS: Endpoint[str] = Endpoint("POST", "/ingest/metrics", text=True)
@@ -44,17 +45,22 @@ def json_object(name: str, value: Any) -> str | None:
     """A JSON object given as a mapping or a JSON string, as the compact JSON string the API wants."""
     if value is None:
         return None
+    too_deep = f"{name} nests deeper than {MAX_JSON_DEPTH} levels"
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{name} is not valid JSON ({exc.msg} at position {exc.pos}): {_show(value)}") from None
+        except RecursionError:
+            raise ValueError(too_deep) from None
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must be a JSON object (a dict or a JSON string of an object), got {_show(value)}")
+    if not json_depth_ok(dict(value)):
+        raise ValueError(too_deep)
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} cannot be sent as JSON ({exc}): {_show(value)}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{name} cannot be sent as JSON ({type(exc).__name__}: {exc}): {_show(value)}") from None
 
 
 def epoch_ms(name: str, value: Any) -> int | None:
@@ -181,8 +187,9 @@ class PlutoApi:
         body.update({k: v for k, v in optional.items() if v is not None})
         # With an externalId the create is idempotent (the server returns the existing run), so an
         # answer lost on the way back may be asked again like a read; without one it may not.
-        endpoint = CREATE_RUN if external_id is None else dataclasses.replace(CREATE_RUN, creates=False)
-        return (yield from self._api().call(endpoint, json=body))
+        return (
+            yield from self._api().call(CREATE_RUN, json=body, kind=None if external_id is None else Kind.IDEMPOTENT)
+        )
 
     def resume_run(
         self,

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from modelops_provider.core.hook import ApiHook, timeout_from_extra, verify_from_extra
+from modelops_provider.core.hook import ApiHook, service_options
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Service, bearer
+from modelops_provider.core.validation import clean_secret
 from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_CONN_ID, DEFAULT_INGEST_URL
 from modelops_provider.pluto.api import PlutoApi
 from modelops_provider.pluto.models import PlutoRun, RunStatus
@@ -56,26 +57,22 @@ class PlutoHook(ApiHook):
     def build_service(self, conn: Connection) -> Service:
         """The API service; the ingest service and the app URL are resolved alongside it."""
         extra = dict(conn.extra_dejson or {})
-        key = (conn.password or "").strip()
+        key = clean_secret(self.conn_id, "Pluto API key (password)", conn.password)
         if not key:
             raise ValueError(f"connection {self.conn_id!r} has no Pluto API key (set it as the password)")
         mask(key)
-        if not key.startswith(KEY_PREFIXES):
+        if not key.startswith(KEY_PREFIXES) or len(key) <= len(KEY_PREFIXES[0]) or any(c.isspace() for c in key):
             # Never echo the key, not even a part of it.
             raise ValueError(
                 f"connection {self.conn_id!r}: the Pluto API key (password) must start with 'mlps_' or "
-                f"'mlpi_'; the one set ({len(key)} characters) does not. "
+                f"'mlpi_', be followed by the key itself and hold no spaces; the one set ({len(key)} characters) "
+                "does not. "
                 f"Create a key at {DEFAULT_APP_URL}/api-keys"
             )
         api_url = _base_url(self.conn_id, "api_url", extra.get("api_url"), DEFAULT_API_URL)
         ingest_url = _base_url(self.conn_id, "ingest_url", extra.get("ingest_url"), DEFAULT_INGEST_URL)
         self._app_url = _base_url(self.conn_id, "app_url", extra.get("app_url"), DEFAULT_APP_URL)
-        common: dict[str, Any] = {
-            "auth": bearer(key),
-            "retry": self.retry_policy(extra),
-            "timeout": timeout_from_extra(extra),
-            "verify": verify_from_extra(extra),
-        }
+        common: dict[str, Any] = {"auth": bearer(key), **service_options(extra)}
         self._ingest_service = Service(name="Pluto ingest", base_url=ingest_url, **common)
         return Service(name="Pluto", base_url=api_url, **common)
 
