@@ -123,6 +123,11 @@ class TransportError(ApiError):
     """The service could not be reached (connection refused, reset or timed out) within the retry budget."""
 
 
+class InvalidRequestError(ApiError):
+    """The request could not be sent as built (a header value HTTP does not allow, a bad URL): neither
+    a retry nor a later poll can help, so it is not a transient error."""
+
+
 class AmbiguousRequestError(TransportError):
     """A request that creates something may or may not have reached the service.
 
@@ -145,6 +150,7 @@ API_ERRORS: dict[str, type[ApiError]] = {
         ServerError,
         TransportError,
         AmbiguousRequestError,
+        InvalidRequestError,
     )
 }
 

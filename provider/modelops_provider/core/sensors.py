@@ -34,6 +34,8 @@ class PollingSensor(BaseSensorOperator):
     missed_polls_key = "modelops_missed_polls"
 
     def __init__(self, *, deferrable: bool | None = None, **kwargs: Any) -> None:
+        if "poke_interval" in kwargs:  # before Airflow's own check, which overflows on huge values
+            poll_interval("poke_interval", kwargs["poke_interval"])
         super().__init__(**kwargs)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         # Airflow lets NaN and 0 through; they would busy-poll the service.

@@ -29,6 +29,25 @@ from modelops_provider.core.retry import Action, Kind, MalformedBody, RetryPolic
 
 log = logging.getLogger(__name__)
 
+
+class _WithholdHeaderValues(logging.Filter):
+    """httpcore's debug trace quotes h11's "Illegal header value b'Bearer <token>'": keep the event,
+    drop its details."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is not ours to fix
+            return True
+        if "header value" in text or "LocalProtocolError" in text:
+            record.msg, record.args = "%s (details withheld: they may quote a header value)", (text.split(" ", 1)[0],)
+        return True
+
+
+# Filters apply to the logger a record is logged on, so each of httpcore's loggers gets one.
+for _name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy", "httpx"):
+    logging.getLogger(_name).addFilter(_WithholdHeaderValues())
+
 T = TypeVar("T")
 # The default adoption window is the read timeout plus this.
 ADOPTION_MARGIN_S = 30.0
@@ -366,7 +385,7 @@ class Service:
                 raise fail(errors.AmbiguousRequestError, ambiguous, status=status, **info) from None
             if decision.action is Action.FAIL:
                 if decision.why == "unsendable":
-                    raise fail(errors.TransportError, status_text) from None
+                    raise fail(errors.InvalidRequestError, status_text) from None
                 raise give_up from None
             asked = ""
             if decision.retry_after is not None:
