@@ -127,7 +127,8 @@ def test_error_event_message_reaches_the_task(modelops_sandbox, capfd):
     assert result.state == "failed"
     text = "".join(capfd.readouterr())
     # The same typed error as in sync mode, rebuilt from the trigger event.
-    assert f"PermissionDeniedError: Foundry: GET {RUNS_PATH} -> HTTP 403: ApiUsageDenied (code=PERMISSION_DENIED" in text
+    expected = f"PermissionDeniedError: Foundry: GET {RUNS_PATH} -> HTTP 403: ApiUsageDenied (code=PERMISSION_DENIED"
+    assert expected in text
     # That was the last try: nobody would wait for the build any more, so it was cancelled.
     build_rid = result.task("train").xcom["build_rid"]
     assert modelops_sandbox.control.requests(path_prefix=f"/api/v2/orchestration/builds/{build_rid}/cancel")

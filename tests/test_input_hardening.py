@@ -21,7 +21,6 @@ from modelops_provider.foundry.sensors import ModelStudioRunSensor
 from modelops_provider.foundry.triggers import ModelStudioRunTrigger
 from modelops_provider.pluto.hooks import PlutoHook
 from modelops_provider.sandbox import foundry as sf
-from modelops_provider.sandbox import pluto as sp
 
 STUDIO = "ri.models.main.model-studio.11111111-1111-4111-8111-111111111111"
 BUILD = "ri.foundry-build.main.build.44444444-4444-4444-8444-444444444444"
