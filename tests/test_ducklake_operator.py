@@ -301,8 +301,8 @@ def test_retry_reattaches_to_the_run_of_the_failed_try(modelops_sandbox, when):
     else:
         script_project(control, "shop", *({**m, "duration_s": 0} for m in PASSING))
         control.post("/_sandbox/ducklake/settings", {"pending_s": 0})
-        # The first look passes (SUCCESS at once); reading the steps fails (a 500 is not re-sent).
-        faults = [{}, {"status": 500, "body": {"code": 500, "message": "database is locked"}}]
+        # The first look passes (SUCCESS at once); reading the steps is refused (not transient).
+        faults = [{}, {"status": 403, "body": {"code": 403, "message": "access denied"}}]
     control.fault(faults, method="GET", path_prefix="/v1/model-runs/")
     dag = dag_of(
         f"dl_retry_{when}",

@@ -154,6 +154,18 @@ API_ERRORS: dict[str, type[ApiError]] = {
     )
 }
 
+
+class OutcomeUnknownError(AmbiguousRequestError):
+    """A create's outcome stayed unknown: nothing it may have made was found within the adoption
+    window. ``asked_at`` (epoch seconds) tells a later try where to look before creating again."""
+
+    def __init__(self, message: str, *, asked_at: float = 0.0, **kwargs: Any) -> None:
+        self.asked_at = asked_at
+        super().__init__(message, **kwargs)
+
+
+API_ERRORS[OutcomeUnknownError.__name__] = OutcomeUnknownError
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidArgumentError,
     401: UnauthorizedError,

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, ResumableJobMixin, conf
 
 from modelops_provider.core import triggers, validation
-from modelops_provider.core.errors import API_ERRORS, ApiError, JobFailedError, JobTimeoutError, NotFoundError
+from modelops_provider.core.errors import (
+    API_ERRORS,
+    ApiError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    OutcomeUnknownError,
+)
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
@@ -83,6 +90,8 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         self.timeout = seconds("timeout", timeout, allow_none=True, positive=True)
         self._job: dict[str, Any] | None = None
         self._hook: ApiHook | None = None
+        # When an earlier try's create had an unknown outcome (epoch seconds), else None.
+        self.unknown_since: float | None = None
 
     # --- what a subclass declares ---------------------------------------------------------------
     @property
@@ -145,7 +154,19 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
 
     # ResumableJobMixin contract. The status strings it sees are our Outcome values.
     def submit_job(self, context: Context) -> dict[str, Any]:
-        job = self.submit(self.hook, context)
+        # An earlier try's create of unknown outcome: the subclass's submit looks for it first.
+        store = context.get("task_state_store") if self.durable else None
+        key = f"{self.external_id_key}_unknown_since"
+        stored = store.get(key) if store is not None else None
+        self.unknown_since = float(stored) if isinstance(stored, (int, float)) and stored else None
+        try:
+            job = self.submit(self.hook, context)
+        except OutcomeUnknownError as exc:
+            if store is not None:
+                store.set(key, min(exc.asked_at, self.unknown_since or exc.asked_at))
+            raise
+        if store is not None and self.unknown_since is not None:
+            store.delete(key)
         self.log.info("Started %s", self.describe(job))
         return {**job, "started_at": time.time()}
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelops_provider.core.errors import AmbiguousRequestError, ApiError, InvalidArgumentError, ServerError
+from modelops_provider.core.adopt import create_or_adopt
+from modelops_provider.core.errors import ApiError, InvalidArgumentError, ServerError
 from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first
 from modelops_provider.core.validation import require_bool, require_name, require_uuid
@@ -58,9 +58,6 @@ ROUTE_MISSING = (404, 405)
 _CANCEL_ROUTES: dict[tuple[str, str], Endpoint[ModelRun | None]] = {}
 _CANCEL_ROUTES_LOCK = threading.Lock()
 
-# How far before our trigger request a run found after an ambiguous trigger may have been created
-# (client/server clock skew allowance).
-TRIGGER_MATCH_SKEW_S = 30.0
 MAX_RESULTS_LIMIT = 1000
 NAME_MAX = 255
 
@@ -168,10 +165,16 @@ class DuckLakeApi:
         return lambda token: self.list_model_runs_page(status=status, max_results=max_results, page_token=token)
 
     def trigger_model_run(
-        self, project_name: str, model_names: Sequence[str] | None = None, full_refresh: bool = False
+        self,
+        project_name: str,
+        model_names: Sequence[str] | None = None,
+        full_refresh: bool = False,
+        *,
+        unknown_since: float | None = None,
     ) -> Call[ModelRun]:
-        """Trigger a run. Never triggers twice: after an ambiguous failure (no answer, or a 5xx) it
-        looks for a run of the same request created since, and adopts it."""
+        """Trigger a run, never twice (:func:`~modelops_provider.core.adopt.create_or_adopt`): after an
+        ambiguous trigger, a MANUAL run of the same request created since by our principal is adopted.
+        ``unknown_since``: an earlier try's trigger at that time had an unknown outcome."""
         body: dict[str, Any] = {
             "project_name": require_project_name("project_name", project_name),
             "full_refresh": require_bool("full_refresh", full_refresh),
@@ -180,25 +183,23 @@ class DuckLakeApi:
         if names is not None:
             body["model_names"] = names
         service = self._service()
-        asked_at = time.time()
-        try:
-            run = yield from service.call(TRIGGER_MODEL_RUN, json=body)
-        except AmbiguousRequestError as exc:
-            log.warning(
-                "Trigger of a %s model run may or may not have happened (%s); looking for it", project_name, exc
-            )
-            since = asked_at - TRIGGER_MATCH_SKEW_S
+
+        def find(since: float) -> Call[ModelRun | None]:
             principals = self._settings().principals
-            found = yield from find_first(
-                self._runs_created_since(since), lambda r: _same_request(r, body, since, principals)
-            )
-            if found is not None:
-                log.warning(
-                    "Found run %s created at %s: adopting it instead of triggering again", found.id, found.created_at
+            return (
+                yield from find_first(
+                    self._runs_created_since(since), lambda r: _same_request(r, body, since, principals)
                 )
-                return found
-            log.warning("No %s run was created since the ambiguous trigger; triggering again", project_name)
-            run = yield from service.call(TRIGGER_MODEL_RUN, json=body)
+            )
+
+        run = yield from create_or_adopt(
+            service,
+            what=f"trigger of a {project_name} model run",
+            create=lambda: service.call(TRIGGER_MODEL_RUN, json=body),
+            find=find,
+            describe=lambda r: f"run {r.id} created at {r.created_at} by {r.triggered_by}",
+            unknown_since=unknown_since,
+        )
         if not run.id:
             raise ServerError(
                 "the trigger answer carries no run id", method="POST", path="/model-runs", service=service.name

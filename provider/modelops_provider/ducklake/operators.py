@@ -93,7 +93,11 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
         self.full_refresh = require_bool("full_refresh", self.full_refresh)
 
     def submit(self, hook: DuckLakeHook, context: Context) -> dict[str, Any]:
-        run = hook.trigger_model_run(self.project_name, self.model_names, bool(self.full_refresh))
+        run = hook.call(
+            hook.api.trigger_model_run(
+                self.project_name, self.model_names, bool(self.full_refresh), unknown_since=self.unknown_since
+            )
+        )
         return {"run_id": run.id, "project_name": run.project_name or self.project_name}
 
     def describe(self, job: dict[str, Any]) -> str:

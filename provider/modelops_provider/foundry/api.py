@@ -7,13 +7,13 @@ sync or an async client. Arguments are validated when the call starts, before an
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-from modelops_provider.core.errors import AmbiguousRequestError, ApiError, NotFoundError
+from modelops_provider.core.adopt import create_or_adopt
+from modelops_provider.core.errors import ApiError, NotFoundError
 from modelops_provider.core.timestamps import parse_timestamp
-from modelops_provider.core.transport import Call, Endpoint, Service, Sleep, find_first
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first
 from modelops_provider.core.validation import require_rid, require_text
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.models import (
@@ -42,13 +42,9 @@ GET_LIVE_DEPLOYMENT: Endpoint[LiveDeployment] = Endpoint(
 )
 GET_CURRENT_USER: Endpoint[CurrentUser] = Endpoint("GET", "/api/v2/admin/users/getCurrent", CurrentUser)
 
-# How far before our launch request a run found after an ambiguous launch may have started
-# (client/server clock skew allowance), and the pauses between looks for it.
-LAUNCH_MATCH_SKEW_S = 30.0
 # Runs per page when one run is looked up: the list is newest first, so a run being waited for is
 # nearly always on the first page; the size only bounds a walk back through an old studio's history.
 RUN_LOOKUP_PAGE_SIZE = 100
-LAUNCH_RELOOK_PAUSES_S = (0.5, 1.0)
 
 
 class FoundryApi:
@@ -57,39 +53,34 @@ class FoundryApi:
     def __init__(self, service: Callable[[], Service]) -> None:
         self._service = service
 
-    def launch_model_studio(self, model_studio_rid: str) -> Call[ModelStudioRun]:
-        """Launch a training run. Never launches twice: an ambiguous failure looks for the run first."""
+    def launch_model_studio(self, model_studio_rid: str, *, unknown_since: float | None = None) -> Call[ModelStudioRun]:
+        """Launch a training run, never twice (:func:`~modelops_provider.core.adopt.create_or_adopt`):
+        after an ambiguous launch, a run of this studio started since by the credentials' own user is
+        adopted. ``unknown_since``: an earlier try's launch at that time had an unknown outcome."""
         require_rid("model_studio_rid", model_studio_rid)
         service = self._service()
-        asked_at = time.time()
-        try:
-            return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
-        except AmbiguousRequestError as exc:
-            log.warning("Launch of %s may or may not have happened (%s); looking for the run", model_studio_rid, exc)
-        since = asked_at - LAUNCH_MATCH_SKEW_S
-        # Only a run that we started: by the credentials' own user where Foundry tells us who that is.
-        me = yield from self._current_user_id()
+        me: list[str | None] = []
 
-        def ours(run: ModelStudioRun) -> bool:
-            started = parse_timestamp(run.started_time) or 0.0
-            return started >= since and (me is None or run.started_by in (None, me))
+        def find(since: float) -> Call[ModelStudioRun | None]:
+            if not me:  # who we are, asked once
+                me.append((yield from self._current_user_id()))
 
-        # A run may take a moment to be listed: look a few times before deciding it does not exist.
-        for look, pause in enumerate((*LAUNCH_RELOOK_PAUSES_S, None), start=1):
-            found = yield from self.find_model_studio_run(model_studio_rid, ours)
-            if found is not None:
-                log.warning(
-                    "Found run %s started at %s by %s: adopting it instead of launching again",
-                    found.run_id,
-                    found.started_time,
-                    found.started_by,
-                )
-                return found
-            if pause is not None:
-                log.info("No run of ours listed yet (look %d); looking again in %.1fs", look, pause)
-                yield Sleep(pause)
-        log.warning("No run of %s started since the ambiguous launch; launching again", model_studio_rid)
-        return (yield from service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}))
+            def ours(run: ModelStudioRun) -> bool:
+                started = parse_timestamp(run.started_time) or 0.0
+                return started >= since and (me[0] is None or run.started_by in (None, me[0]))
+
+            return (yield from self.find_model_studio_run(model_studio_rid, ours))
+
+        return (
+            yield from create_or_adopt(
+                service,
+                what=f"launch of {model_studio_rid}",
+                create=lambda: service.call(LAUNCH_MODEL_STUDIO, path={"modelStudioRid": model_studio_rid}),
+                find=find,
+                describe=lambda run: f"run {run.run_id} started at {run.started_time} by {run.started_by}",
+                unknown_since=unknown_since,
+            )
+        )
 
     def _current_user_id(self) -> Call[str | None]:
         """The id of the user the credentials act as, or None when Foundry will not say (scope)."""

@@ -71,7 +71,7 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
         require_rid("model_studio_rid", self.model_studio_rid)
 
     def submit(self, hook: FoundryHook, context: Context) -> dict[str, Any]:
-        run = hook.launch_model_studio(self.model_studio_rid)
+        run = hook.call(hook.api.launch_model_studio(self.model_studio_rid, unknown_since=self.unknown_since))
         return {
             "model_studio_rid": self.model_studio_rid,
             "run_id": run.run_id,

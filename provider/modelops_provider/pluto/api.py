@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.retry import Kind
 from modelops_provider.core.transport import Call, Endpoint, Service
 from modelops_provider.core.validation import MAX_JSON_DEPTH, json_depth_ok, require_bool, require_count, require_text
-from modelops_provider.pluto.models import AuthValidation, PlutoRun, RunStatus, Success
+from modelops_provider.pluto.models import AuthValidation, ListedRun, PlutoRun, RunList, RunStatus, Success
 
 # API service (``url_api``).
 CREATE_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/create", PlutoRun, creates=True)
@@ -27,6 +28,9 @@ RESUME_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/resume", PlutoRun, 
 UPDATE_STATUS: Endpoint[Success] = Endpoint("POST", "/api/runs/status/update", Success, idempotent=True)
 UPDATE_TAGS: Endpoint[Success] = Endpoint("POST", "/api/runs/tags/update", Success, idempotent=True)
 UPDATE_CONFIG: Endpoint[Success] = Endpoint("POST", "/api/runs/config/update", Success, idempotent=True)
+# Read API: the runs of a project, newest first (used to find a run a lost create answer made).
+LIST_RUNS: Endpoint[RunList] = Endpoint("GET", "/api/runs/list", RunList)
+LIST_LIMIT = 200
 VALIDATE_AUTH: Endpoint[AuthValidation] = Endpoint("GET", "/api/runs/auth/validate", AuthValidation)
 # Ingest service (``url_ingest``): NDJSON in, "Stream processed successfully: N records" (text) out.
 INGEST_METRICS: Endpoint[str] = Endpoint("POST", "/ingest/metrics", text=True)
@@ -185,10 +189,39 @@ class PlutoApi:
             "inheritTags": require_bool("inherit_tags", inherit_tags, allow_none=True),
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        # With an externalId the create is idempotent (the server returns the existing run), so an
-        # answer lost on the way back may be asked again like a read; without one it may not.
+        service = self._api()
+        if external_id is not None:
+            # With an externalId the create is idempotent (the server returns the existing run), so an
+            # answer lost on the way back may be asked again like a read.
+            return (yield from service.call(CREATE_RUN, json=body, kind=Kind.IDEMPOTENT))
+        # Without one, a lost answer is looked for (a run of this name in the project, no externalId,
+        # created since the request, or at the createdAt we sent) and adopted rather than created twice.
+        sent_at = body.get("createdAt")
+
+        def find(since: float) -> Call[PlutoRun | None]:
+            listed = yield from service.call(
+                LIST_RUNS, query={"projectName": project_name, "search": run_name, "limit": LIST_LIMIT}
+            )
+
+            def ours(run: ListedRun) -> bool:
+                if run.name != run_name or run.external_id or run.created_at is None:
+                    return False
+                return run.created_at == sent_at if sent_at is not None else run.created_at >= since * 1000
+
+            match = next((r for r in listed.runs if ours(r)), None)
+            if match is None:
+                return None
+            # The create answer's shape (display id, url) for the run found: resume is idempotent.
+            return (yield from service.call(RESUME_RUN, json={"runId": match.id}))
+
         return (
-            yield from self._api().call(CREATE_RUN, json=body, kind=None if external_id is None else Kind.IDEMPOTENT)
+            yield from create_or_adopt(
+                service,
+                what=f"create of Pluto run {run_name!r} in project {project_name!r}",
+                create=lambda: service.call(CREATE_RUN, json=body),
+                find=find,
+                describe=lambda run: f"run {run.run_id} ({run.display_id})",
+            )
         )
 
     def resume_run(

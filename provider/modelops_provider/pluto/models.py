@@ -44,6 +44,22 @@ class PlutoRun(PlutoModel):
     resumed: bool = False
 
 
+class ListedRun(PlutoModel):
+    """One run of ``GET /api/runs/list``."""
+
+    id: int
+    name: str = ""
+    project_name: str = ""
+    external_id: str | None = None
+    created_at: int | None = None  # epoch ms
+    status: str | None = None
+
+
+class RunList(PlutoModel):
+    runs: list[ListedRun] = []
+    total: int | None = None
+
+
 class Success(PlutoModel):
     success: bool = True
 

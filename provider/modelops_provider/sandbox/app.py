@@ -61,9 +61,14 @@ class SandboxState:
 class SandboxMiddleware:
     """Logs every service request (never its headers) and plays injected faults.
 
-    A fault with ``status`` answers instead of the service (the request is not processed). ``drop``
-    and ``malformed`` let the service process the request, then lose or garble its answer: the
-    cases where a client cannot know whether its request took effect.
+    A fault is ``{"status": ..., "kind": "drop" | "malformed", "delay_s": ..., "process": ...}``:
+
+    - ``process`` false (the default with ``status``): the fault happens *instead of* the service.
+      ``delay_s`` first waits; then ``status`` answers that status without the service acting, or,
+      with no ``status`` and no ``kind``, the service acts late (``delay_s`` after the request came).
+    - ``process`` true (the default with ``drop`` and ``malformed``): the service *acts first*, then,
+      ``delay_s`` later, its answer is sent, or replaced by ``status``, dropped, or garbled: the cases
+      where a client cannot know whether its request took effect.
     """
 
     def __init__(self, app: Any, state: SandboxState) -> None:
@@ -84,53 +89,96 @@ class SandboxMiddleware:
         with self.state.lock:
             self.state.requests.append(entry)
         fault = self.state.take_fault(scope["method"], scope["path"])
-        if fault and fault.get("delay_s"):
-            await asyncio.sleep(float(fault["delay_s"]))
-        if fault and "status" in fault:
-            entry["status"] = int(fault["status"])
-            entry["fault"] = True
-            body = json.dumps(fault.get("body", {})).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            headers += [(k.lower().encode(), str(v).encode()) for k, v in (fault.get("headers") or {}).items()]
-            await send({"type": "http.response.start", "status": int(fault["status"]), "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        kind = (fault or {}).get("kind")
-        if kind in ("drop", "malformed"):
-            captured: list[dict[str, Any]] = []
-
-            async def capture(message: dict[str, Any]) -> None:
-                captured.append(message)
-
-            await self.app(scope, receive, capture)
-            entry["fault"] = kind
-            if kind == "malformed":
-                entry["status"] = 200
-                body = b'{"this is": not json'
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-            entry["status"] = "dropped"
-            # Promise a body, then break the connection: the client sees a transport error after
-            # the server has done the work.
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
-            raise ConnectionAbortedError("sandbox fault: connection dropped on purpose")
 
         async def logged(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
             await send(message)
 
-        await self.app(scope, receive, logged)
+        if not fault:
+            await self.app(scope, receive, logged)
+            return
+        kind = fault.get("kind")
+        delay = float(fault.get("delay_s") or 0)
+        process = bool(fault.get("process", kind in ("drop", "malformed")))
+        # Read the whole body now, so that the service can still act after the client gave up.
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # type: ignore[no-any-return]
+
+        if not process:
+            if delay:
+                await asyncio.sleep(delay)
+            if "status" in fault:
+                await self._answer(entry, send, fault)
+            elif kind == "drop":
+                await self._drop(entry, send)
+            elif kind == "malformed":
+                await self._malformed(entry, send)
+            else:
+                entry["fault"] = "late"
+                entry["processed_at"] = time.time()
+                await self.app(scope, replay, logged)
+            return
+        captured: list[dict[str, Any]] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            captured.append(message)
+
+        await self.app(scope, replay, capture)
+        entry["processed_at"] = time.time()
+        if delay:
+            await asyncio.sleep(delay)
+        if "status" in fault:
+            await self._answer(entry, send, fault)
+        elif kind == "drop":
+            await self._drop(entry, send)
+        elif kind == "malformed":
+            await self._malformed(entry, send)
+        else:
+            entry["fault"] = "late answer"
+            for message in captured:
+                await logged(message)
+
+    @staticmethod
+    async def _answer(entry: dict[str, Any], send: Any, fault: dict[str, Any]) -> None:
+        entry["status"] = int(fault["status"])
+        entry["fault"] = True
+        body = json.dumps(fault.get("body", {})).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), str(v).encode()) for k, v in (fault.get("headers") or {}).items()]
+        await send({"type": "http.response.start", "status": int(fault["status"]), "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _malformed(entry: dict[str, Any], send: Any) -> None:
+        entry["fault"] = "malformed"
+        entry["status"] = 200
+        body = b'{"this is": not json'
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _drop(entry: dict[str, Any], send: Any) -> None:
+        entry["fault"] = "drop"
+        entry["status"] = "dropped"
+        # Promise a body, then break the connection: the client sees a transport error.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
+        raise ConnectionAbortedError("sandbox fault: connection dropped on purpose")
 
 
 def create_app(state: SandboxState | None = None) -> FastAPI:

@@ -526,6 +526,41 @@ def install(app: FastAPI, state: SandboxState) -> None:
         body["logNames"] = sorted(run.metrics)
         return JSONResponse(body)
 
+    @app.get("/api/runs/list")
+    def list_project_runs(request: Request) -> Response:
+        """The read API's run list: ``projectName`` (required), ``search`` (in the name), ``limit``
+        (<= 200, default 50), ``offset``; newest first; ``{runs: [...], total}``."""
+        if (denied := api_auth(request)) is not None:
+            return denied
+        query = request.query_params
+        project = query.get("projectName")
+        if not project:
+            return api_error(400, "projectName is required")
+        try:
+            limit = min(int(query.get("limit") or 50), 200)
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            return api_error(400, "limit and offset must be integers")
+        search = query.get("search") or ""
+        with ps().lock:
+            runs = [r for r in ps().runs.values() if r.project == project and search in r.name]
+            runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            page = runs[offset : offset + max(limit, 0)]
+            listed = []
+            for run in page:
+                body = run.to_json(base(request))
+                listed.append(
+                    {
+                        "id": run.id,
+                        **{
+                            k: v
+                            for k, v in body.items()
+                            if k not in ("runId", "metrics", "url", "opened", "heartbeats")
+                        },
+                    }
+                )
+            return JSONResponse({"runs": listed, "total": len(runs)})
+
     # --- py service (heartbeat): FastAPI's {"detail": ...} errors --------------------------------
     @app.post("/api/runs/trigger")
     async def trigger(request: Request) -> Response:
