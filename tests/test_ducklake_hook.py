@@ -15,6 +15,7 @@ from modelops_provider.core.errors import (
     ApiError,
     InvalidArgumentError,
     NotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     UnauthorizedError,
 )
@@ -298,7 +299,9 @@ def test_ambiguous_trigger_adopts_the_run_instead_of_triggering_again(modelops_s
     assert len(service_requests(control, "POST")) == 1
 
 
-def test_ambiguous_trigger_reads_back_only_to_the_request_and_skips_other_principals_runs(modelops_sandbox):
+def test_ambiguous_trigger_reads_back_only_to_the_request_and_skips_other_principals_runs(
+    modelops_sandbox, monkeypatch
+):
     """No run of ours was created: the look stops at the first page that reaches back past the
     request (the list is newest first) instead of walking the whole history, and a fresh run of the
     same request by another principal is not adopted."""
@@ -310,12 +313,18 @@ def test_ambiguous_trigger_reads_back_only_to_the_request_and_skips_other_princi
     theirs = control.post("/_sandbox/ducklake/runs", {**same, "triggered_by": "someone-else"})
     # A 502 without processing the trigger: the client cannot know whether it took effect.
     control.fault([{"status": 502, "body": {"code": 502, "message": "bad gateway"}}], method="POST")
-    run = DuckLakeHook().trigger_model_run("shop")
+    hook = DuckLakeHook(add_connection(monkeypatch, "ducklake_window", adoption_window=1))
+    with pytest.raises(OutcomeUnknownError, match="outcome unknown"):
+        hook.trigger_model_run("shop")
 
-    assert run.id != theirs["id"] and run.triggered_by == sd.JWT_SUBJECT
-    assert [r["status"] for r in service_requests(control, "POST")] == [502, 201]
+    assert [r["status"] for r in service_requests(control, "POST")] == [502]  # never triggered again
     pages = service_requests(control, "GET", "/v1/model-runs")
-    assert [r["query"].get("page_token") for r in pages] == [None]  # one page, not three
+    assert len(pages) >= 2  # kept looking within the window
+    assert {r["query"].get("page_token") for r in pages} == {None}  # each look one page, not three
+    # Their run was never adopted; a trigger that acted is, and is ours.
+    control.fault([{"status": 502, "body": {"code": 502, "message": "bad gateway"}, "process": True}], method="POST")
+    run = hook.trigger_model_run("shop")
+    assert run.id != theirs["id"] and run.triggered_by == sd.JWT_SUBJECT
 
 
 def test_token_principals_are_the_jwt_claims_lower_cased():

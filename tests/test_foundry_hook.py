@@ -198,16 +198,30 @@ def test_launch_is_not_retried_blindly_and_never_double_launches(hook, modelops_
     assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [run.run_id]
 
 
-@pytest.mark.parametrize("fault", [{"status": 502}, {"kind": "malformed"}])
-def test_ambiguous_launch_looks_before_deciding(hook, modelops_sandbox, fault):
-    # 502 means the launch did not happen (the fault answers instead of the service): launch again once.
-    # A malformed answer means it did: adopt the run found.
+def _looks_after_first_launch(control) -> int:
+    first = control.requests(path_prefix=LAUNCH_PATH)[0]["time"]
+    runs_path = f"/api/v2/models/modelStudios/{STUDIO}/runs"
+    return len([r for r in control.requests(path_prefix=runs_path) if r["time"] > first])
+
+
+@pytest.mark.parametrize("fault", [{"status": 502}, {"status": 502, "process": True}, {"kind": "malformed"}])
+def test_ambiguous_launch_looks_before_deciding(modelops_sandbox, monkeypatch, fault):
+    # A 502 instead of the service: the launch did not happen, nothing is found within the window and
+    # the try fails without launching again. A 502 or a malformed answer after the service acted:
+    # the run is found and adopted. Either way, one launch, and the runs were looked at.
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
+    hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_window", adoption_window=1)
     modelops_sandbox.control.fault([fault], path_prefix=LAUNCH_PATH)
-    run = hook.launch_model_studio(STUDIO)
-    launches = modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)
-    runs = list(hook.list_model_studio_runs(STUDIO))
-    assert [r.run_id for r in runs] == [run.run_id]
-    assert len(launches) == (2 if "status" in fault else 1)
+    if fault.get("process") or "kind" in fault:
+        run = hook.launch_model_studio(STUDIO)
+        assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [run.run_id]
+        assert _looks_after_first_launch(modelops_sandbox.control) >= 1
+    else:
+        with pytest.raises(errors.OutcomeUnknownError, match="outcome unknown, nothing found within 1s"):
+            hook.launch_model_studio(STUDIO)
+        assert list(hook.list_model_studio_runs(STUDIO)) == []
+        assert _looks_after_first_launch(modelops_sandbox.control) >= 2
+    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) == 1
 
 
 def test_launch_retried_on_429_and_503_only(hook, modelops_sandbox):
@@ -245,12 +259,10 @@ def test_read_timeout_on_launch_is_ambiguous(modelops_sandbox, monkeypatch):
     modelops_sandbox.control.fault([{"delay_s": 0.8}], path_prefix=LAUNCH_PATH)
     hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_slow", read_timeout=0.3)
     run = hook.launch_model_studio(STUDIO)
-    time.sleep(0.6)  # let the slow launch finish on the server
-    runs = list(hook.list_model_studio_runs(STUDIO))
-    # Either the slow launch was seen and adopted, or it had not landed yet and one more was sent;
-    # in no case was a launch sent blindly more than once.
-    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) <= 2
-    assert run.run_id in {r.run_id for r in runs}
+    # The slow launch landed while the hook kept looking: adopted, never launched again.
+    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) == 1
+    assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [run.run_id]
+    assert _looks_after_first_launch(modelops_sandbox.control) >= 1
 
 
 def test_oauth_token_cached_and_refreshed_once_on_401(modelops_sandbox, monkeypatch):
@@ -366,12 +378,15 @@ def test_oauth_token_of_one_connection_does_not_serve_a_wrong_secret(modelops_sa
     assert not ok and "401" in message
 
 
-def test_launch_answer_that_does_not_parse_is_ambiguous(hook, modelops_sandbox):
-    # 200 with a body that is not a run: the launch is not sent again blindly; the runs are looked at.
+def test_launch_answer_that_does_not_parse_is_ambiguous(modelops_sandbox, monkeypatch):
+    # 200 with a body that is not a run: the launch is not sent again; the runs are looked at.
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
+    hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_window", adoption_window=1)
     modelops_sandbox.control.fault([{"status": 200, "body": {"unexpected": True}}], path_prefix=LAUNCH_PATH)
-    run = hook.launch_model_studio(STUDIO)
-    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) == 2
-    assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [run.run_id]
+    with pytest.raises(errors.OutcomeUnknownError, match="response does not match the expected schema"):
+        hook.launch_model_studio(STUDIO)
+    assert len(modelops_sandbox.control.requests(path_prefix=LAUNCH_PATH)) == 1
+    assert _looks_after_first_launch(modelops_sandbox.control) >= 2
 
 
 def test_encode_path_keeps_reserved_characters_inside_a_parameter():
@@ -384,7 +399,12 @@ def test_ambiguous_launch_never_adopts_another_users_run(hook, modelops_sandbox,
     other = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_other", password=sf.OTHER_TOKEN)
     theirs = other.launch_model_studio(STUDIO)
     assert theirs.started_by == sf.OTHER_USER_ID
+    hook = _hook_for(monkeypatch, modelops_sandbox.url, "foundry_window", adoption_window=1)
     modelops_sandbox.control.fault([{"status": 502}], path_prefix=LAUNCH_PATH)
+    with pytest.raises(errors.OutcomeUnknownError):
+        hook.launch_model_studio(STUDIO)  # their fresh run was listed every look, and never adopted
+    assert [r.run_id for r in hook.list_model_studio_runs(STUDIO)] == [theirs.run_id]
+    # A launch that acted is adopted, theirs still not.
+    modelops_sandbox.control.fault([{"status": 502, "process": True}], path_prefix=LAUNCH_PATH)
     ours = hook.launch_model_studio(STUDIO)
     assert ours.run_id != theirs.run_id and ours.started_by == sf.USER_ID
-    assert sorted(r.run_id for r in hook.list_model_studio_runs(STUDIO)) == sorted([ours.run_id, theirs.run_id])

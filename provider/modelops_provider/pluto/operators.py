@@ -379,7 +379,16 @@ class PlutoFinishRunOperator(BaseOperator):
             except Exception as exc:
                 self.log.error("Could not log metrics to Pluto run %s: %s", run_id, exc)
                 error = error or exc
-        hook.update_status(run_id, status, status_metadata=metadata)
+        try:
+            hook.update_status(run_id, status, status_metadata=metadata)
+        except Exception as exc:
+            # Retried as idempotent already; left as it is, the Pluto run would stay RUNNING for good.
+            shown = run.get("displayId") or run_id
+            self.log.error("Could not set Pluto run %s (runId %s) to %s: %s", shown, run_id, status, exc)
+            raise AirflowException(
+                f"could not set Pluto run {shown} (runId {run_id}) to {status}; it still shows its previous "
+                f"status ({url}): {exc}"
+            ) from exc
         self.log.info(
             "Pluto run %s -> %s%s: %s",
             run.get("displayId") or run_id,
