@@ -255,3 +255,87 @@ def test_a_capped_retry_after_logs_what_was_asked_and_the_cap(modelops_sandbox, 
         FoundryHook(conn_id).call(FoundryHook(conn_id).api.get_current_user())
     (line,) = [r.getMessage() for r in caplog.records if "retry 1/" in r.getMessage()]
     assert "in 0.20s (Retry-After 100000s asked, capped at 0.2s)" in line
+
+
+# --- state that must outlive a poke in reschedule mode (each poke is a new process) --------------
+class FakeStore:
+    """The task state store's interface (get/set/delete), kept in memory across sensor instances."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value, *args, **kwargs):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+LIVE = "ri.foundry-ml-live.main.live-deployment.99999999-9999-4999-8999-999999999999"
+
+
+def test_degraded_clock_outlives_each_reschedule_poke(modelops_sandbox):
+    from modelops_provider.foundry.sensors import LiveDeploymentSensor
+
+    modelops_sandbox.control.post(
+        "/_sandbox/foundry/live-deployments", {"rid": LIVE, "state": "DEGRADED", "is_ready": False}
+    )
+    store = FakeStore()
+
+    def poke_in_a_new_process():
+        sensor = LiveDeploymentSensor(
+            task_id="verify", live_deployment_rid=LIVE, degraded_grace=0.5, mode="reschedule", poke_interval=0.1
+        )
+        return sensor.poke({"task_state_store": store})
+
+    assert poke_in_a_new_process() is False  # DEGRADED: the grace starts
+    assert store.values  # ...and its start is kept
+    time.sleep(0.7)
+    with pytest.raises(errors.JobFailedError, match="has been DEGRADED for"):
+        poke_in_a_new_process()
+    assert not store.values  # settled: a retry starts afresh
+
+
+def test_missed_pokes_are_counted_across_reschedule_pokes(modelops_sandbox, monkeypatch):
+    from modelops_provider.foundry.sensors import ModelStudioRunSensor
+
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=60)
+    run = FoundryHook().launch_model_studio(STUDIO)
+    conn_id = with_extra(monkeypatch, "foundry", "foundry_one", retry_max_attempts=1)
+    modelops_sandbox.control.fault([{"status": 503}] * 5, path_prefix=RUNS_PATH)
+    store = FakeStore()
+
+    def poke_in_a_new_process():
+        sensor = ModelStudioRunSensor(
+            task_id="wait",
+            model_studio_rid=STUDIO,
+            run_id=run.run_id,
+            foundry_conn_id=conn_id,
+            mode="reschedule",
+            poke_interval=0.1,
+        )
+        return sensor.poke({"task_state_store": store})
+
+    assert [poke_in_a_new_process() for _ in range(4)] == [False] * 4
+    with pytest.raises(errors.ServerError):
+        poke_in_a_new_process()
+    assert not store.values
+
+
+def test_async_calls_reuse_one_connection_per_loop(modelops_sandbox):
+    modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
+    run = FoundryHook().launch_model_studio(STUDIO)
+
+    async def main():
+        for _ in range(20):  # twenty triggers' hooks, one after the other, on one event loop
+            hook = FoundryHook()
+            await hook.aget_conn()
+            await hook.acall(hook.api.get_build(run.build_rid))
+
+    asyncio.run(main())
+    polls = modelops_sandbox.control.requests(path_prefix=f"/api/v2/orchestration/builds/{run.build_rid}")
+    assert len(polls) == 20
+    assert len({r["client_port"] for r in polls}) == 1, "one kept-alive connection, not one per hook"

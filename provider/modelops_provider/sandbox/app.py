@@ -85,6 +85,8 @@ class SandboxMiddleware:
             "query": dict(parse_qsl(scope.get("query_string", b"").decode())),
             "status": None,
             "time": time.time(),
+            # The client's port: one per TCP connection, so tests can count connections.
+            "client_port": (scope.get("client") or (None, None))[1],
         }
         with self.state.lock:
             self.state.requests.append(entry)
