@@ -328,12 +328,13 @@ def test_async_calls_share_one_client_per_loop(hook, modelops_sandbox):
 
         hooks = [FoundryHook() for _ in range(20)]
         snaps = await asyncio.gather(*(h.acall(h.api.model_studio_run_snapshot(STUDIO, run.run_id)) for h in hooks))
-        clients = {id(shared_async_client(await h.aget_conn())) for h in hooks}
+        # Kept alive while compared: ids of collected objects are reused, which would hide new clients.
+        clients = [shared_async_client(await h.aget_conn()) for h in hooks]
         return snaps, clients
 
     snaps, clients = asyncio.run(main())
     assert {s.status for s in snaps} == {"RUNNING"}
-    assert len(clients) == 1
+    assert len({id(c) for c in clients}) == 1
 
 
 def test_models_keep_unknown_fields_and_tolerate_absent_optional_ones(hook, modelops_sandbox):
