@@ -110,13 +110,21 @@ def test_retry_after_parsing(value):
 
 
 def test_retry_policy_caps_retry_after_and_respects_the_time_budget():
-    from modelops_provider.core.retry import RetryPolicy
+    import httpx
+
+    from modelops_provider.core.retry import Kind, RetryPolicy, decide
 
     policy = RetryPolicy(max_attempts=4, max_elapsed=10, retry_after_cap=5)
-    assert policy.wait_before_next(1, 0.0, retry_after=3600, now=0.0) == 5
-    assert policy.wait_before_next(1, 0.0, retry_after=3, now=8.0) is None
-    assert policy.wait_before_next(4, 0.0, retry_after=0, now=0.0) is None
-    with pytest.raises(ValueError, match="max_attempts must be >= 1, got 0"):
+
+    def wait(attempt: int, retry_after: str, now: float) -> float | None:
+        answer = httpx.Response(503, headers={"Retry-After": retry_after})
+        decision = decide(answer, attempt=attempt, kind=Kind.READ, policy=policy, started=0.0, now=now)
+        return decision.wait if decision.action == "retry" else None
+
+    assert wait(1, "3600", 0.0) == 5
+    assert wait(1, "3", 8.0) is None
+    assert wait(4, "0", 0.0) is None
+    with pytest.raises(ValueError, match="max_attempts must be an integer >= 1 and <= 100, got 0"):
         RetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError, match="'retry_max_attempts' must be a number, got 'many'"):
+    with pytest.raises(ValueError, match="'retry_max_attempts' must be an integer >= 1 and <= 100, got 'many'"):
         RetryPolicy.from_extra({"retry_max_attempts": "many"})
