@@ -194,7 +194,7 @@ class DuckLakeApi:
 
         run = yield from create_or_adopt(
             service,
-            what=f"trigger of a {project_name} model run",
+            what=f"trigger of a model run of project {project_name}",
             create=lambda: service.call(TRIGGER_MODEL_RUN, json=body),
             find=find,
             describe=lambda r: f"run {r.id} created at {r.created_at} by {r.triggered_by}",

@@ -69,7 +69,7 @@ class FoundryApi:
                 started = parse_timestamp(run.started_time) or 0.0
                 return started >= since and (me[0] is None or run.started_by in (None, me[0]))
 
-            return (yield from self.find_model_studio_run(model_studio_rid, ours))
+            return (yield from self.find_model_studio_run(model_studio_rid, ours, page_size=RUN_LOOKUP_PAGE_SIZE))
 
         return (
             yield from create_or_adopt(
