@@ -434,9 +434,24 @@ def run_sync(client: httpx.Client, call: Call[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
+# Requests in flight at once per event loop: beyond this they queue here, so the clients' pools stay
+# small (httpcore walks every pooled connection on each request: a big pool makes each one dearer).
+MAX_IN_FLIGHT_PER_LOOP = 16
+_IN_FLIGHT: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def in_flight_limit() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    limit = _IN_FLIGHT.get(loop)
+    if limit is None:
+        limit = _IN_FLIGHT[loop] = asyncio.Semaphore(MAX_IN_FLIGHT_PER_LOOP)
+    return limit
+
+
 async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
-    """Execute a call with an async client."""
+    """Execute a call with an async client, at most ``MAX_IN_FLIGHT_PER_LOOP`` requests at once per loop."""
     reply: Reply = None
+    limit = in_flight_limit()
     try:
         while True:
             step = call.send(reply)
@@ -444,10 +459,10 @@ async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
             reply = None
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
-                reply = None
                 continue
             try:
-                reply = await client.send(step)
+                async with limit:
+                    reply = await client.send(step)
             except httpx.TransportError as exc:
                 reply = exc
     except StopIteration as stop:
@@ -504,7 +519,9 @@ def shared_async_client(service: Service) -> httpx.AsyncClient:
             timeout=service.timeout,
             verify=service.verify,
             follow_redirects=True,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            limits=httpx.Limits(
+                max_connections=MAX_IN_FLIGHT_PER_LOOP, max_keepalive_connections=MAX_IN_FLIGHT_PER_LOOP
+            ),
         )
     return client
 

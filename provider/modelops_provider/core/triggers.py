@@ -11,14 +11,17 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from modelops_provider.core import poller
 from modelops_provider.core.errors import ApiError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.transport import Call, within
-from modelops_provider.core.waiting import Snapshot, poll_until_terminal
+from modelops_provider.core.waiting import Snapshot, WaitProgress, poll_until_terminal
 
 # Time for the cancel when a user kills the task, inside Airflow's [triggerer] on_kill_timeout (30 s);
 # the same budget as every other cancel (core.operators.CANCEL_BUDGET_S).
 ON_KILL_BUDGET_S = 25.0
+# How long a trigger past its deadline still waits for its first look.
+FIRST_LOOK_GRACE_S = 10.0
 
 # Event payload "status" values.
 DONE = "done"
@@ -48,6 +51,8 @@ class PollingTrigger(BaseTrigger):
     """
 
     hook_class: ClassVar[type[ApiHook]]
+    # How the waits of this kind are polled together (None: each trigger polls on its own).
+    poll_source: ClassVar[type[poller.PollSource] | None] = None
     # Field name -> default (REQUIRED for none), gathered from the annotations of each subclass.
     fields: ClassVar[dict[str, Any]] = {}
 
@@ -113,18 +118,21 @@ class PollingTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "target": self.target(), **payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self._hook = self.hook_class(self.conn_id)
         try:
-            await hook.aget_conn()
-            snap = await hook.acall(
-                poll_until_terminal(
-                    lambda: self.check(hook),
-                    what=self.describe(),
-                    poll_interval=self.poll_interval,
-                    deadline=self.deadline,
-                    log=self.log,
+            if self.poll_source is not None and poller.shared_polling_enabled():
+                snap = await self._wait_shared()
+            else:
+                hook = self._hook = self.hook_class(self.conn_id)
+                await hook.aget_conn()
+                snap = await hook.acall(
+                    poll_until_terminal(
+                        lambda: self.check(hook),
+                        what=self.describe(),
+                        poll_interval=self.poll_interval,
+                        deadline=self.deadline,
+                        log=self.log,
+                    )
                 )
-            )
             yield self._event(DONE, snapshot=snap.to_dict())
         except JobTimeoutError as exc:
             last = exc.snapshot.to_dict() if exc.snapshot is not None else None
@@ -137,6 +145,32 @@ class PollingTrigger(BaseTrigger):
             yield self._event(ERROR, message=f"{type(exc).__name__}: {exc}")
         # asyncio.CancelledError is deliberately not caught: nothing may be awaited on that path, or
         # Airflow's on_kill may be lost (see AIRFLOW-NOTES).
+
+    async def _wait_shared(self) -> Snapshot:
+        """Wait through the loop's poller for this kind and connection, under the same rules."""
+        progress = WaitProgress(self.describe(), self.deadline, self.log)
+        shared = poller.poller_for(self)
+        waiter = shared.watch(self)
+        try:
+            while True:
+                left = progress.remaining()
+                if progress.last is not None and left is not None and left <= 0:
+                    progress.expired()
+                if progress.last is None and left is not None:
+                    # Past the deadline (a triggerer restart, say), still look once: the event then
+                    # says what state the job was left in.
+                    left = max(left, FIRST_LOOK_GRACE_S)
+                try:
+                    async with asyncio.timeout(left):
+                        result = await waiter.next()
+                except TimeoutError:
+                    progress.expired()
+                if isinstance(result, BaseException):
+                    progress.failed(result)
+                elif progress.seen(result):
+                    return result
+        finally:
+            shared.discard(waiter)  # synchronous: also on cancellation, where nothing may be awaited
 
     def describe(self) -> str:
         return f"{type(self).__name__} {self.target()}"

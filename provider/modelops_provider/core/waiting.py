@@ -102,13 +102,10 @@ class WaitProgress:
         self.log.warning("%s: poll failed (%s); %d more failed poll(s) allowed", self.what, exc, self.missed.left)
 
     def remaining(self, now: float | None = None) -> float | None:
-        """Seconds until the deadline (None: no deadline); raises :class:`JobTimeoutError` once it passed."""
+        """Seconds until the deadline (None: no deadline; 0 or less: it passed)."""
         if self.deadline is None:
             return None
-        left = self.deadline - (time.time() if now is None else now)
-        if left <= 0:
-            self.expired()
-        return left
+        return self.deadline - (time.time() if now is None else now)
 
     def expired(self) -> None:
         snap = self.last
@@ -145,4 +142,6 @@ def poll_until_terminal(
             if progress.seen(snap):
                 return snap
         left = progress.remaining()
+        if left is not None and left <= 0:
+            progress.expired()
         yield Sleep(poll_interval if left is None else min(poll_interval, left))

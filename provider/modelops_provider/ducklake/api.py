@@ -17,7 +17,7 @@ from typing import Any
 from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.errors import ApiError, InvalidArgumentError, ServerError
 from modelops_provider.core.timestamps import parse_timestamp
-from modelops_provider.core.transport import Call, Endpoint, Service, find_first
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first, paged
 from modelops_provider.core.validation import require_bool, require_name, require_uuid
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.models import (
@@ -163,6 +163,21 @@ class DuckLakeApi:
         require_status("status", status)
         require_max_results("max_results", max_results)
         return lambda token: self.list_model_runs_page(status=status, max_results=max_results, page_token=token)
+
+    def runs_with_status(self, status: str) -> Call[list[ModelRun]]:
+        """Every run in ``status``, in pages of ``MAX_RESULTS_LIMIT``: bounded by how many runs are
+        PENDING or RUNNING at once, not by the platform's history."""
+        fetch = self.pages(status=status, max_results=MAX_RESULTS_LIMIT)
+        runs: list[ModelRun] = []
+        walk = paged(fetch)
+        try:
+            thunk = next(walk)
+            while True:
+                page = yield from thunk()
+                runs.extend(page[0])
+                thunk = walk.send(page)
+        except StopIteration:
+            return runs
 
     def trigger_model_run(
         self,

@@ -8,6 +8,7 @@ from modelops_provider.core.transport import Call
 from modelops_provider.core.triggers import PollingTrigger
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.hooks import DuckLakeHook
+from modelops_provider.ducklake.polling import DuckLakeRunSource
 
 
 class DuckLakeModelRunTrigger(PollingTrigger):
@@ -15,6 +16,7 @@ class DuckLakeModelRunTrigger(PollingTrigger):
     (set when the operator triggered the run), a user killing the deferred task cancels the run."""
 
     hook_class = DuckLakeHook
+    poll_source = DuckLakeRunSource
 
     run_id: str
     project_name: str | None = None

@@ -19,6 +19,7 @@ from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.models import (
     Build,
     CurrentUser,
+    GetBuildsBatchResponse,
     ListModelStudioRunsResponse,
     LiveDeployment,
     ModelStudioRun,
@@ -36,6 +37,11 @@ LIST_MODEL_STUDIO_RUNS: Endpoint[ListModelStudioRunsResponse] = Endpoint(
     "GET", "/api/v2/models/modelStudios/{modelStudioRid}/runs", ListModelStudioRunsResponse, query=PREVIEW
 )
 GET_BUILD: Endpoint[Build] = Endpoint("GET", "/api/v2/orchestration/builds/{buildRid}", Build)
+GET_BUILDS_BATCH: Endpoint[GetBuildsBatchResponse] = Endpoint(
+    "POST", "/api/v2/orchestration/builds/getBatch", GetBuildsBatchResponse, idempotent=True
+)
+# getBatch reads at most this many builds per request (CONTRACTS.md section D).
+BUILDS_BATCH_MAX = 100
 CANCEL_BUILD: Endpoint[None] = Endpoint("POST", "/api/v2/orchestration/builds/{buildRid}/cancel", idempotent=True)
 GET_LIVE_DEPLOYMENT: Endpoint[LiveDeployment] = Endpoint(
     "GET", "/api/v2/models/liveDeployments/{liveDeploymentRid}", LiveDeployment, query=PREVIEW
@@ -149,6 +155,16 @@ class FoundryApi:
         require_rid("build_rid", build_rid)
         return (yield from self._service().call(GET_BUILD, path={"buildRid": build_rid}))
 
+    def get_builds(self, build_rids: list[str]) -> Call[dict[str, Build]]:
+        """Up to ``BUILDS_BATCH_MAX`` builds in one request, by RID; a RID missing from the answer
+        (unknown or not visible to us) is missing from the result."""
+        if not 1 <= len(build_rids) <= BUILDS_BATCH_MAX:
+            raise ValueError(f"build_rids must hold 1 to {BUILDS_BATCH_MAX} RIDs, got {len(build_rids)}")
+        for rid in build_rids:
+            require_rid("build_rids", rid)
+        answer = yield from self._service().call(GET_BUILDS_BATCH, json=[{"buildRid": rid} for rid in build_rids])
+        return answer.data
+
     def cancel_build(self, build_rid: str) -> Call[None]:
         """Ask Foundry to cancel a build (asynchronous; a finished build is left as it is)."""
         require_rid("build_rid", build_rid)
@@ -170,6 +186,13 @@ class FoundryApi:
         if run.build_status:
             return run_snapshot(run, run.build_status)
         build = yield from self.get_build(run.build_rid)
+        return run_snapshot(run, build.status, source="build")
+
+    def finished_run_snapshot(
+        self, model_studio_rid: str, run_id: str, config_version: int | None, build: Build
+    ) -> Call[Snapshot]:
+        """A run whose build (read in a batch) has ended: the run is read for its outputs, judged by the build."""
+        run = yield from self.get_model_studio_run(model_studio_rid, run_id, config_version)
         return run_snapshot(run, build.status, source="build")
 
     def live_deployment_snapshot(self, live_deployment_rid: str, watch: LiveDeploymentWatch) -> Call[Snapshot]:

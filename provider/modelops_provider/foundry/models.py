@@ -53,6 +53,12 @@ class Build(FoundryModel):
     finished_time: str | None = None
 
 
+class GetBuildsBatchResponse(FoundryModel):
+    """``data`` maps each build RID found to its build; a RID Foundry does not return is left out."""
+
+    data: dict[str, Build] = {}
+
+
 class ModelVersionRef(FoundryModel):
     model_rid: str | None = None
     model_version_rid: str | None = None

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from modelops_provider.core.waiting import Outcome, Snapshot
-from modelops_provider.foundry.models import LiveDeployment, ModelStudioRun
+from modelops_provider.foundry.models import Build, LiveDeployment, ModelStudioRun
 
 BUILD_OUTCOMES: dict[str, Outcome] = {
     "RUNNING": Outcome.WAITING,
@@ -14,6 +14,22 @@ BUILD_OUTCOMES: dict[str, Outcome] = {
     "FAILED": Outcome.FAILED,
     "CANCELED": Outcome.CANCELLED,
 }
+
+
+def build_outcome(status: str) -> Outcome:
+    """An unknown build status keeps the wait going."""
+    return BUILD_OUTCOMES.get(status, Outcome.WAITING)
+
+
+def build_snapshot(run_id: str, build: Build) -> Snapshot:
+    """A run judged by its build alone, while the build has not ended (the run says nothing more)."""
+    note = "" if build.status in BUILD_OUTCOMES else " (unknown status; still waiting)"
+    return Snapshot(
+        outcome=build_outcome(build.status),
+        status=build.status,
+        summary=f"Model Studio run {run_id}: build {build.status} (from the build){note}",
+        data={"runId": run_id, "buildRid": build.rid, "buildStatus": build.status},
+    )
 
 
 def run_snapshot(run: ModelStudioRun, build_status: str, *, source: str = "run") -> Snapshot:

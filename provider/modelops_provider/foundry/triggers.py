@@ -8,6 +8,7 @@ from modelops_provider.core.transport import Call
 from modelops_provider.core.triggers import PollingTrigger
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.hooks import FoundryHook
+from modelops_provider.foundry.polling import LiveDeploymentSource, ModelStudioRunSource
 from modelops_provider.foundry.status import LiveDeploymentWatch
 
 
@@ -20,6 +21,7 @@ class ModelStudioRunTrigger(PollingTrigger):
     """
 
     hook_class = FoundryHook
+    poll_source = ModelStudioRunSource
 
     model_studio_rid: str
     run_id: str
@@ -49,6 +51,7 @@ class LiveDeploymentTrigger(PollingTrigger):
     """
 
     hook_class = FoundryHook
+    poll_source = LiveDeploymentSource
 
     live_deployment_rid: str
     expected_model_version_rid: str | None = None

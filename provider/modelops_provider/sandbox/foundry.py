@@ -396,6 +396,24 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
         return JSONResponse(run.build_json())
 
+    # --- Orchestration: many builds in one request (CONTRACTS.md section D) ---------------------
+    @app.post("/api/v2/orchestration/builds/getBatch")
+    async def get_builds_batch(request: Request) -> Response:
+        if (denied := check_auth(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+            rids = [item["buildRid"] for item in body]
+            if not isinstance(body, list) or not all(isinstance(r, str) for r in rids):
+                raise TypeError
+        except (ValueError, TypeError, KeyError):
+            return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"body": "a JSON array of {buildRid}"})
+        if not 1 <= len(rids) <= 100:
+            return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"size": len(rids)})
+        # Unknown RIDs are left out of the map rather than failing the call (as inferred in section D).
+        builds = {rid: run.build_json() for rid in rids if (run := fs().builds.get(rid)) is not None}
+        return JSONResponse({"data": builds})
+
     @app.post("/api/v2/orchestration/builds/{build_rid}/cancel")
     def cancel_build(build_rid: str, request: Request) -> Response:
         if (denied := check_auth(request)) is not None:
