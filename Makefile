@@ -38,7 +38,9 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c .ci/constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/trigger_polling.py
+	$(BIN)/python benchmarks/triggerer_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info provider/*.egg-info

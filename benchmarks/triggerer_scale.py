@@ -70,9 +70,7 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -81,9 +79,7 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 
@@ -402,7 +398,12 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
         await runner.arun()
         await watcher
 
-    asyncio.run(main())
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        cProfile.runctx("asyncio.run(main())", globals(), locals(), os.environ["BENCH_PROFILE"])
+    else:
+        asyncio.run(main())
     comms = runner.comms_decoder
     stats = httpx.get(f"{url}/_bench/stats", timeout=60).json()
     handed = comms.handed_at or 0.0
@@ -614,9 +615,13 @@ def _summary(results: list[dict[str, Any]]) -> None:
             ratio = dbt["cpu_ms_per_wait"] / ours["cpu_ms_per_wait"]
             lines.append(f"CPU per wait {ratio:.1f}x less than dbt (goal >= 5x): {'met' if ratio >= 5 else 'NOT met'}")
         fp = ours["first_poll_max_s"]
-        lines.append(f"first poll within {fp:.2f} s (goal <= 2 s): {'met' if fp is not None and fp <= 2 else 'NOT met'}")
+        lines.append(
+            f"first poll within {fp:.2f} s (goal <= 2 s): {'met' if fp is not None and fp <= 2 else 'NOT met'}"
+        )
         p99 = ours["p99_detection_s"]
-        lines.append(f"p99 detection {p99:.2f} s (goal <= poll + 1 s): {'met' if p99 is not None and p99 <= 2 else 'NOT met'}")
+        lines.append(
+            f"p99 detection {p99:.2f} s (goal <= poll + 1 s): {'met' if p99 is not None and p99 <= 2 else 'NOT met'}"
+        )
         kib = ours["kib_per_trigger"]
         lines.append(f"{kib:.1f} KiB RSS per trigger (goal <= 40): {'met' if kib <= 40 else 'NOT met'}")
         print("N=2000, shared polling: " + "; ".join(lines))

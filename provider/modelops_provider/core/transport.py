@@ -436,7 +436,7 @@ def run_sync(client: httpx.Client, call: Call[T]) -> T:
 
 # Requests in flight at once per event loop: beyond this they queue here, so the clients' pools stay
 # small (httpcore walks every pooled connection on each request: a big pool makes each one dearer).
-MAX_IN_FLIGHT_PER_LOOP = 16
+MAX_IN_FLIGHT_PER_LOOP = 8
 _IN_FLIGHT: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
