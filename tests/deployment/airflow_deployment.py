@@ -25,6 +25,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 
 from modelops_provider.sandbox.server import SandboxControl, SandboxServer
 
@@ -120,6 +122,7 @@ class AirflowDeployment:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+                "AIRFLOW__CORE__FERNET_KEY": self._secret("fernet_key", fernet=True),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_folder),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_server_port),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_server_port),
@@ -136,10 +139,10 @@ class AirflowDeployment:
         env.update(self.extra_env)
         return env
 
-    def _secret(self, name: str) -> str:
+    def _secret(self, name: str, *, fernet: bool = False) -> str:
         path = self.home / f".{name}"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
+            path.write_text(Fernet.generate_key().decode() if fernet else secrets.token_urlsafe(32))
         return path.read_text()
 
     def airflow_cmd(self, *args: str) -> list[str]:
@@ -414,6 +417,17 @@ class AirflowDeployment:
         if isinstance(content, str):
             return content
         return "\n".join(str(c.get("event", "")) if isinstance(c, dict) else str(c) for c in content)
+
+    def trigger_kwargs(self, trigger_id: int) -> dict[str, Any]:
+        """A trigger's stored kwargs, read from the metadata database (the REST API blanks them)."""
+        from airflow.sdk.serde import deserialize
+
+        with contextlib.closing(sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT kwargs FROM trigger WHERE id = ?", (trigger_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no trigger {trigger_id}")
+        raw = row[0] if row[0].startswith("{") else Fernet(self._secret("fernet_key")).decrypt(row[0].encode()).decode()
+        return deserialize(json.loads(raw))  # type: ignore[no-any-return]
 
     # --- sandbox -------------------------------------------------------------------------------
     def requests(self, *, path_prefix: str = "", method: str | None = None, contains: str = "") -> list[dict[str, Any]]:

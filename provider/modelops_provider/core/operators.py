@@ -28,6 +28,7 @@ from modelops_provider.core.errors import (
 )
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
+from modelops_provider.core.results import JobResultArg
 from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
 from modelops_provider.core.validation import seconds
 from modelops_provider.core.waiting import Outcome, Snapshot, poll_until_terminal
@@ -63,6 +64,18 @@ def unpack_event(event: dict[str, Any] | None) -> Snapshot:
             snapshot=Snapshot.from_dict(last) if isinstance(last, dict) else None,
         )
     return Snapshot.from_dict(event["snapshot"])
+
+
+def first_try_since_clear(context: Context, retries: int | None) -> bool:
+    """True on a task instance's first try and on the first try after a user cleared it; False on a
+    retry. Airflow's ``clear_task_instances`` sets ``max_tries = try_number + retries`` (the try
+    number of the cleared try), just as a new task instance starts with ``max_tries = retries``, so
+    the tries since the last clear number ``try_number - (max_tries - retries)``."""
+    ti = context.get("ti")
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False  # unknown: keep the mixin's behaviour (re-attach)
+    return try_number - (max_tries - int(retries or 0)) <= 1
 
 
 class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
@@ -118,6 +131,7 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
             poll_interval=self.poll_interval or 0.0,
             deadline=deadline,
             cancel_on_kill=True,
+            started_at=job.get("started_at"),
         )
 
     def check(self, hook: Any, job: dict[str, Any]) -> Call[Snapshot]:
@@ -148,9 +162,41 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
             self._hook = self.hook_class(self.conn_id)
         return self._hook
 
+    @property
+    def output(self) -> Any:
+        # Downstream tasks reading the result get a clear error when there is none (marked success).
+        return JobResultArg(operator=self)
+
     def execute(self, context: Context) -> Any:
         self.validate()
+        if first_try_since_clear(context, self.retries):
+            self._replace_earlier_job(context)
         return self.execute_resumable(context)
+
+    def _replace_earlier_job(self, context: Context) -> None:
+        """A user cleared the task: they want a new job, not the one an earlier try left running.
+
+        The earlier try's trigger cancels its job too (its ``on_kill``), but only ~2 s after this try
+        has started; cancelling here first means this try never re-attaches to a job about to die."""
+        store = context.get("task_state_store") if self.durable else None
+        stored = store.get(self.external_id_key) if store is not None else None
+        if store is None or not stored:
+            return
+        job: dict[str, Any] = dict(stored)  # type: ignore[arg-type]  # we stored a dict
+        try:
+            running = self.hook.call(self.check(self.hook, job)).outcome is Outcome.WAITING
+        except NotFoundError:
+            running = False
+        except Exception:
+            self.log.exception("Could not look at %s; cancelling it to be sure", self.describe(job))
+            running = True
+        if running:
+            self.log.warning(
+                "The task was cleared: cancelling %s that an earlier try started, and starting a new one",
+                self.describe(job),
+            )
+            self._cancel(job)
+        store.delete(self.external_id_key)
 
     # ResumableJobMixin contract. The status strings it sees are our Outcome values.
     def submit_job(self, context: Context) -> dict[str, Any]:
@@ -219,6 +265,7 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
                     poll_interval=self.poll_interval or 0.0,
                     deadline=deadline,
                     log=self.log,
+                    started_at=job.get("started_at"),
                 )
             )
         return self._finish(job, snap, context)

@@ -72,6 +72,7 @@ class PollingTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: float | None = None,
         cancel_on_kill: bool = False,
+        started_at: float | None = None,
         **target: Any,
     ) -> None:
         super().__init__()
@@ -86,6 +87,7 @@ class PollingTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
+        self.started_at = started_at  # the launch (epoch s): elapsed time in the log counts from it
         self._hook: ApiHook | None = None
 
     def target(self) -> dict[str, Any]:
@@ -111,6 +113,7 @@ class PollingTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "cancel_on_kill": self.cancel_on_kill,
+                "started_at": self.started_at,
             },
         )
 
@@ -131,6 +134,7 @@ class PollingTrigger(BaseTrigger):
                         poll_interval=self.poll_interval,
                         deadline=self.deadline,
                         log=self.log,
+                        started_at=self.started_at,
                     )
                 )
             yield self._event(DONE, snapshot=snap.to_dict())
@@ -148,7 +152,7 @@ class PollingTrigger(BaseTrigger):
 
     async def _wait_shared(self) -> Snapshot:
         """Wait through the loop's poller for this kind and connection, under the same rules."""
-        progress = WaitProgress(self.describe(), self.deadline, self.log)
+        progress = WaitProgress(self.describe(), self.deadline, self.log, self.started_at)
         shared = poller.poller_for(self)
         waiter = shared.watch(self)
         try:

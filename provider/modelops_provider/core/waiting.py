@@ -74,13 +74,18 @@ MAX_MISSED_POLLS = 5
 class WaitProgress:
     """The rules of one wait, kept once for every loop that waits (the worker's call below and the
     triggers' shared poller): log each change with the elapsed time, ride out up to
-    ``MAX_MISSED_POLLS - 1`` consecutive transient failures, and stop at an absolute deadline."""
+    ``MAX_MISSED_POLLS - 1`` consecutive transient failures, and stop at an absolute deadline.
 
-    def __init__(self, what: str, deadline: float | None, log: logging.Logger | Any) -> None:
+    The elapsed time counts from ``started_at`` (epoch seconds: the launch) when given, so a retry
+    that re-attaches or a trigger taken over by another triggerer does not count from zero again."""
+
+    def __init__(
+        self, what: str, deadline: float | None, log: logging.Logger | Any, started_at: float | None = None
+    ) -> None:
         self.what = what
         self.deadline = deadline
         self.log = log
-        self.started = time.monotonic()
+        self.started = time.time() if started_at is None else float(started_at)
         self.last: Snapshot | None = None
         self.missed = MissedPolls(MAX_MISSED_POLLS)
 
@@ -88,7 +93,7 @@ class WaitProgress:
         """A look succeeded; True when the job is terminal."""
         self.missed.seen()
         if self.last is None or snap.summary != self.last.summary:
-            self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.monotonic() - self.started)
+            self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.time() - self.started)
         self.last = snap
         return snap.outcome.terminal
 
@@ -125,6 +130,7 @@ def poll_until_terminal(
     poll_interval: float,
     deadline: float | None,
     log: logging.Logger | Any,
+    started_at: float | None = None,
 ) -> Call[Snapshot]:
     """The one wait loop, as a call: run by a worker (``hook.call``) or a trigger (``hook.acall``).
 
@@ -132,7 +138,7 @@ def poll_until_terminal(
     :class:`JobTimeoutError` (with the last snapshot) at the deadline, leaving it to the caller what
     to cancel.
     """
-    progress = WaitProgress(what, deadline, log)
+    progress = WaitProgress(what, deadline, log, started_at)
     while True:
         try:
             snap = yield from check()
