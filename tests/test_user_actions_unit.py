@@ -59,3 +59,42 @@ def test_reading_a_present_result_returns_it_and_other_keys_stay_plain():
     ti = SimpleNamespace(xcom_pull=lambda **kw: {"runId": "r1"})
     assert output.resolve({"ti": ti}) == {"runId": "r1"}
     assert type(output["run_id"]).__name__ == "PlainXComArg"
+
+
+class _Store:
+    def __init__(self, **values):
+        self.values = dict(values)
+
+    def get(self, key):
+        return self.values.get(key)
+
+    def set(self, key, value, **kw):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def _launch_with_stored_job(job):
+    op = ModelStudioLaunchOperator(task_id="train", model_studio_rid=STUDIO, deferrable=True, poll_interval=1)
+    pushed = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value), try_number=1, max_tries=0)
+    store = _Store(**({op.external_id_key: job} if job else {}))
+    return op, {"ti": ti, "task_state_store": store}, pushed
+
+
+def test_an_earlier_tries_trigger_event_is_ignored_and_the_task_waits_for_its_own_job(modelops_sandbox):
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    own = {"model_studio_rid": STUDIO, "run_id": "new", "build_rid": "ri.foundry-build.main.build.new", "started_at": 1.0}
+    op, context, pushed = _launch_with_stored_job(own)
+    stale = {
+        "status": "done",
+        "target": {"model_studio_rid": STUDIO, "run_id": "old", "build_rid": "ri.foundry-build.main.build.old"},
+        "snapshot": {"outcome": "cancelled", "status": "CANCELED", "summary": "old: CANCELED", "data": {}},
+    }
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete(context, stale)
+    assert deferred.value.trigger.target()["run_id"] == "new"
+    assert deferred.value.trigger.started_at == 1.0
+    assert pushed["run_id"] == "new"

@@ -173,16 +173,19 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
             self._replace_earlier_job(context)
         return self.execute_resumable(context)
 
+    def _stored_job(self, context: Context) -> dict[str, Any] | None:
+        store = context.get("task_state_store") if self.durable else None
+        stored = store.get(self.external_id_key) if store is not None else None
+        return dict(stored) if isinstance(stored, dict) else None
+
     def _replace_earlier_job(self, context: Context) -> None:
         """A user cleared the task: they want a new job, not the one an earlier try left running.
 
         The earlier try's trigger cancels its job too (its ``on_kill``), but only ~2 s after this try
         has started; cancelling here first means this try never re-attaches to a job about to die."""
-        store = context.get("task_state_store") if self.durable else None
-        stored = store.get(self.external_id_key) if store is not None else None
-        if store is None or not stored:
+        job = self._stored_job(context)
+        if job is None:
             return
-        job: dict[str, Any] = dict(stored)  # type: ignore[arg-type]  # we stored a dict
         try:
             running = self.hook.call(self.check(self.hook, job)).outcome is Outcome.WAITING
         except NotFoundError:
@@ -196,7 +199,7 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
                 self.describe(job),
             )
             self._cancel(job)
-        store.delete(self.external_id_key)
+        self._forget_job(context)
 
     # ResumableJobMixin contract. The status strings it sees are our Outcome values.
     def submit_job(self, context: Context) -> dict[str, Any]:
@@ -306,6 +309,17 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         job = dict((event or {}).get("target") or {})
+        current = self._stored_job(context)
+        if job and current is not None and self.make_trigger(current, None).target() != job:
+            # An earlier try's trigger answered: after a clear it may still fire, and on SQLite the new
+            # try's trigger can reuse its id, so Airflow hands its event to this try. Not our job: wait
+            # for the one this try started.
+            self.log.warning(
+                "Ignoring a trigger event about %s (an earlier try's); waiting for %s",
+                self.describe(job),
+                self.describe(current),
+            )
+            return self.poll_until_complete(current, context)
         self._job = job
         with self._stop_job_if_waiting_fails(job, context):
             snap = unpack_event(event)
