@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from cryptography.fernet import Fernet
 
 from modelops_provider.sandbox.server import SandboxControl, SandboxServer
@@ -243,6 +244,8 @@ class AirflowDeployment:
         """Stop every process this deployment started (SIGTERM, then SIGKILL), then the sandbox."""
         procs = list(self.procs.items())
         self.procs.clear()
+        # Task processes run in process groups of their own: remember every descendant first.
+        descendants = [child for _, proc in procs for child in _descendants(proc.pid)]
         for _, proc in procs:
             _signal_group(proc, signal.SIGTERM)
         end = time.monotonic() + 30
@@ -252,8 +255,10 @@ class AirflowDeployment:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(timeout=10)
-            # Task processes started by the scheduler live in its group; make sure none outlive it.
             _signal_group(proc, signal.SIGKILL)
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         for log in self._log_files.values():
             log.close()
         if self._client is not None:
@@ -429,6 +434,14 @@ class AirflowDeployment:
         raw = row[0] if row[0].startswith("{") else Fernet(self._secret("fernet_key")).decrypt(row[0].encode()).decode()
         return deserialize(json.loads(raw))  # type: ignore[no-any-return]
 
+    def trigger_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """What the triggerer(s) logged for one try (its ``.trigger.<job id>.log`` files, oldest first)."""
+        folder = self.log_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        files = sorted(
+            folder.glob(f"attempt={try_number}.log.trigger.*.log"), key=lambda p: int(p.name.rsplit(".", 2)[-2])
+        )
+        return "".join(path.read_text(errors="replace") for path in files)
+
     # --- sandbox -------------------------------------------------------------------------------
     def requests(self, *, path_prefix: str = "", method: str | None = None, contains: str = "") -> list[dict[str, Any]]:
         """The sandbox's request log (``GET /_sandbox/requests``), filtered."""
@@ -441,6 +454,20 @@ class AirflowDeployment:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def is_descendant(pid: int, ancestor: int) -> bool:
+    try:
+        return any(parent.pid == ancestor for parent in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

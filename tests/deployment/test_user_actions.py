@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_deployment import AirflowDeployment
+from airflow_deployment import AirflowDeployment, is_descendant
 from remote import RemoteRuns, Run
 
 SYSTEMS = ("foundry", "ducklake")
@@ -87,6 +87,17 @@ class Case:
 
         return self.dep.wait_until(f"{self.system} run #{count} to be polled", polled, timeout=WAIT_S)  # type: ignore[no-any-return]
 
+    def wait_trigger_polling(self, try_number: int = 1) -> Run:
+        """Wait until the triggerer runs this try's trigger and it has polled (logged a state); return
+        the newest remote run. Before a triggerer picked a trigger up, nobody could cancel its run."""
+        self.dep.wait_until(
+            f"{self} try {try_number}: the trigger's first poll",
+            lambda: "elapsed)" in self.dep.trigger_log(self.dag_id, self.run_id, "launch", try_number),
+            timeout=WAIT_S,
+            interval=0.5,
+        )
+        return self.remote.runs()[-1]
+
     def wait_cancel(self, run: Run) -> dict[str, Any]:
         return self.dep.wait_until(  # type: ignore[no-any-return]
             f"a cancel of {self.system} run {run.id}",
@@ -130,7 +141,7 @@ def test_mark_failed_while_deferred_cancels_the_remote_run(deployment: AirflowDe
     cancelled: list[tuple[Case, Run]] = []
     for case in cases:
         case.wait_state("deferred")
-        run = case.wait_polled()
+        run = case.wait_trigger_polling()
         marked = time.time()
         deployment.mark(case.dag_id, case.run_id, "launch", "failed")
         cancel = case.wait_cancel(run)
@@ -152,7 +163,7 @@ def test_mark_success_while_deferred_cancels_and_downstream_names_the_task(deplo
     runs = {}
     for case in cases:
         case.wait_state("deferred")
-        runs[case.system] = case.wait_polled()
+        runs[case.system] = case.wait_trigger_polling()
         deployment.mark(case.dag_id, case.run_id, "launch", "success")
     for case in cases:
         run = runs[case.system]
@@ -178,7 +189,7 @@ def test_clear_while_deferred_cancels_the_old_run_and_succeeds_on_one_new_run(
     old: dict[str, Run] = {}
     for case in cases:
         case.wait_state("deferred")
-        old[case.system] = case.wait_polled()
+        old[case.system] = case.wait_trigger_polling()
         deployment.clear(case.dag_id, case.run_id, ["launch"])
     for case in cases:
         assert case.wait_run() == "success", (case, case.tries())
@@ -223,8 +234,8 @@ def test_retry_after_worker_sigkill_reattaches_to_the_same_run(deployment: Airfl
         run = case.wait_polled()
         pid = int(ti["pid"])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        # Our own task process: a child of this deployment's scheduler (LocalExecutor).
-        assert os.getpgid(pid) == os.getpgid(deployment.procs["scheduler"].pid), cmdline
+        # Our own task process: started by this deployment's scheduler (LocalExecutor).
+        assert is_descendant(pid, deployment.procs["scheduler"].pid), cmdline
         os.kill(pid, signal.SIGKILL)
         killed[case.system] = run
     for case in cases:
@@ -245,7 +256,7 @@ def test_triggerer_restart_keeps_the_run_its_deadline_and_elapsed_time(deploymen
     runs = {}
     for case in cases:
         case.wait_state("deferred")
-        runs[case.system] = case.wait_polled()
+        runs[case.system] = case.wait_trigger_polling()
     before = {case.system: deployment.trigger_kwargs(case.ti()["trigger"]["id"]) for case in cases}
     restarted = time.time()
     deployment.restart_component("triggerer", signal.SIGTERM)
