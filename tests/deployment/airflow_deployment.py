@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import psutil
 from cryptography.fernet import Fernet
+from deployment_settings import LOOPBACK
 
 from modelops_provider.sandbox.server import SandboxControl, SandboxServer
 
@@ -44,7 +45,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"
 TEST_DAGS = HERE / "dags"
-LOOPBACK = "127.0.0.1"
 
 # Generous but bounded: the machine is shared, and a loaded 2-core box takes ~60 s to be healthy.
 HEALTHY_TIMEOUT_S = float(os.environ.get("MODELOPS_DEPLOYMENT_HEALTHY_TIMEOUT", "240"))
@@ -57,12 +57,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-def loopback_hostname() -> str:
-    """``[core] hostname_callable`` of this deployment: components record 127.0.0.1 as their host,
-    so the api-server fetches served logs over loopback."""
-    return LOOPBACK
 
 
 class ApiError(RuntimeError):
@@ -115,9 +109,11 @@ class AirflowDeployment:
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_deployment.loopback_hostname",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "deployment_settings.loopback_hostname",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "deployment_settings.SQLITE_CONNECT_ARGS",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "deployment_settings.SQLITE_CONNECT_ARGS",
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__HOST": LOOPBACK,
                 "AIRFLOW__API__PORT": str(self.port),
@@ -328,7 +324,12 @@ class AirflowDeployment:
         return self._client
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.request(method, path, **kwargs)
+        for _ in range(3):
+            response = self.client.request(method, path, **kwargs)
+            # SQLite allows one writer: under load a request can still meet a locked database.
+            if response.status_code != 500 or "Database error" not in response.text:
+                break
+            time.sleep(1)
         if response.status_code >= 400:
             raise ApiError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else None
@@ -421,7 +422,16 @@ class AirflowDeployment:
         content = answer.get("content") or []
         if isinstance(content, str):
             return content
-        return "\n".join(str(c.get("event", "")) if isinstance(c, dict) else str(c) for c in content)
+        lines = []
+        for entry in content:
+            if not isinstance(entry, dict):
+                lines.append(str(entry))
+                continue
+            lines.append(str(entry.get("event", "")))
+            # An exception, as the UI shows it under its line.
+            for error in entry.get("error_detail") or []:
+                lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
+        return "\n".join(lines)
 
     def trigger_kwargs(self, trigger_id: int) -> dict[str, Any]:
         """A trigger's stored kwargs, read from the metadata database (the REST API blanks them)."""
