@@ -101,6 +101,7 @@ def test_trigger_fields_are_its_kwargs_and_its_target():
         "poll_interval": 5.0,
         "deadline": None,
         "cancel_on_kill": False,
+        "started_at": None,
     }
     live = LiveDeploymentTrigger(live_deployment_rid="ri.a.b.c.d", conn_id="c")
     assert live.target() == {

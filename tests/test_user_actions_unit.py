@@ -86,7 +86,8 @@ def _launch_with_stored_job(job):
 def test_an_earlier_tries_trigger_event_is_ignored_and_the_task_waits_for_its_own_job(modelops_sandbox):
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    own = {"model_studio_rid": STUDIO, "run_id": "new", "build_rid": "ri.foundry-build.main.build.new", "started_at": 1.0}
+    own = {"model_studio_rid": STUDIO, "run_id": "new", "build_rid": "ri.foundry-build.main.build.new"}
+    own["started_at"] = 1.0
     op, context, pushed = _launch_with_stored_job(own)
     stale = {
         "status": "done",
