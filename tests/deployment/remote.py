@@ -70,6 +70,23 @@ class RemoteRuns:
             if r["path"].endswith(("/cancel", "/cancellations"))
         ]
 
+    def all_polls(self) -> list[dict[str, Any]]:
+        """Every request of this system that looks at runs, for any run: the triggerer's shared poller
+        reads many runs per request (Foundry ``builds/getBatch``, DuckLake's status-filtered list), so
+        those requests cannot be told apart by run."""
+        if self.system == "foundry":
+            prefixes: tuple[str, ...] = ("/api/v2/models/modelStudios/", "/api/v2/orchestration/builds")
+        else:
+            prefixes = ("/v1/model-runs",)
+        return [
+            r
+            for r in self.deployment.requests()
+            if r["path"].startswith(prefixes)
+            and not r["path"].endswith(("/cancel", "/cancellations", "/launch"))
+            and not (r["method"] == "POST" and r["path"] == "/v1/model-runs")
+            and (r.get("query") or {}).get("observer") != OBSERVER["observer"]
+        ]
+
     def polls(self, run: Run) -> list[dict[str, Any]]:
         """GET requests that look at ``run`` (for Foundry: at its studio's runs or its build)."""
         if self.system == "foundry":

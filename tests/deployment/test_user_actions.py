@@ -147,12 +147,16 @@ def test_mark_failed_while_deferred_cancels_the_remote_run(deployment: AirflowDe
         cancel = case.wait_cancel(run)
         latencies.append(cancel["time"] - marked)
         cancelled.append((case, run))
+    last_cancel = max(case.remote.cancel_requests(run)[0]["time"] for case, run in cancelled)
     time.sleep(4)  # several poll intervals: a trigger still running would have polled again
     for case, run in cancelled:
         assert case.remote.status(run) == case.remote.cancelled_status, case
         assert case.ti()["state"] == "failed", case
         assert len(case.remote.runs()) == 1, case
         assert_no_poll_after(case, run, case.remote.cancel_requests(run)[0]["time"])
+        # Shared polling reads many runs per request: once the last wait was cancelled, none at all.
+        late = [r for r in case.remote.all_polls() if r["time"] > last_cancel]
+        assert not late, f"{case.system}: polls after the last cancel: {late}"
         assert case.wait_run() == "failed"
     report("mark failed while deferred: seconds from PATCH to cancel request", latencies)
     assert statistics.median(latencies) <= 3.0, latencies
