@@ -40,4 +40,7 @@ with DAG(
         print(f"Run {run['runId']} produced model version {output['modelVersionRid']} of {output['modelRid']}")
         return output["modelVersionRid"]
 
+    # Read the run through ``train.output``: if a user marked "train" success while it waited (which
+    # cancels the run), this task fails with "Task 'train' left no return value ... Clear 'train' to
+    # run it again." rather than a TypeError on None.
     report_model_version(train.output)

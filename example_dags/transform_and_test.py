@@ -57,6 +57,7 @@ with DAG(
             )
         return {s["model_name"]: s.get("rows_affected") for s in summary["steps"]}
 
+    # ``transform.output`` fails clearly, naming the task, if it left no result (marked success by hand).
     report(transform.output)
 
 
