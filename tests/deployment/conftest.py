@@ -24,6 +24,14 @@ from airflow_deployment import AirflowDeployment
 HERE = Path(__file__).resolve().parent
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``MODELOPS_DEPLOYMENT_REPEAT=N`` runs each selected test N times in a row (one deployment)."""
+    repeat = int(os.environ.get("MODELOPS_DEPLOYMENT_REPEAT", "1") or 1)
+    if repeat > 1 and Path(str(metafunc.definition.fspath)).resolve().is_relative_to(HERE):
+        metafunc.fixturenames.append("repetition")
+        metafunc.parametrize("repetition", range(1, repeat + 1), ids=lambda n: f"rep{n}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).resolve().is_relative_to(HERE):

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 LOOPBACK = "127.0.0.1"
 
-# SQLite has one writer at a time: wait up to 30 s for the lock (default 5 s) on a busy machine.
-SQLITE_CONNECT_ARGS = {"timeout": 30}
-
 
 def loopback_hostname() -> str:
     """``[core] hostname_callable``: components record 127.0.0.1 as their host, so the api-server
