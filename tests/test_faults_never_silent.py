@@ -169,6 +169,8 @@ def test_an_unexpected_exception_in_a_trigger_is_logged_with_its_traceback(model
         raise KeyError("no such field: buildStatus")
 
     monkeypatch.setattr(ModelStudioRunTrigger, "check", broken)
+    # The trigger's own loop (the shared poller reaches the same except clause of run()).
+    monkeypatch.setenv("AIRFLOW__MODELOPS__SHARED_POLLING", "False")
     (event,) = asyncio.run(_events(_trigger(run)))
     assert event["status"] == "error" and "KeyError" in event["message"]
     # The trigger logs through Airflow's structured logger: the traceback is in its output.
