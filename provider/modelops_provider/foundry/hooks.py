@@ -11,7 +11,15 @@ from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Auth, OAuth2ClientCredentials, Service, bearer
 from modelops_provider.core.validation import clean_secret
 from modelops_provider.foundry.api import FoundryApi
-from modelops_provider.foundry.models import Build, LiveDeployment, ModelStudioRun
+from modelops_provider.foundry.models import (
+    Build,
+    Experiment,
+    ExperimentSeriesPoints,
+    LiveDeployment,
+    ModelStudioRun,
+    ModelVersion,
+)
+from modelops_provider.foundry.registry_api import ModelRegistryApi
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -83,6 +91,65 @@ class FoundryHook(ApiHook):
 
     def get_live_deployment(self, live_deployment_rid: str) -> LiveDeployment:
         return self.call(self.api.get_live_deployment(live_deployment_rid))
+
+    # --- model versions, experiments, promotion, inference (section E) --------------------------
+    @property
+    def registry(self) -> ModelRegistryApi:
+        """Call builders for the verification endpoints (sync here, ``acall`` in async code)."""
+        if getattr(self, "_registry", None) is None:
+            self._registry = ModelRegistryApi(lambda: self.service)
+        return self._registry
+
+    def get_model_version(self, model_rid: str, model_version_rid: str) -> ModelVersion:
+        return self.call(self.registry.get_model_version(model_rid, model_version_rid))
+
+    def list_model_versions(
+        self, model_rid: str, *, branch: str | None = None, page_size: int | None = None
+    ) -> Iterator[ModelVersion]:
+        """All versions (of ``branch``), lazily page by page."""
+        return self.iterate(self.registry.version_pages(model_rid, branch=branch, page_size=page_size))
+
+    def promote_model_version(
+        self, model_rid: str, source_model_version_rid: str, branch: str | None = None
+    ) -> ModelVersion:
+        """Promote once: returns the existing promoted copy if the branch's newest version is one."""
+        return self.call(self.registry.promote_version(model_rid, source_model_version_rid, branch))
+
+    def get_experiment(self, model_rid: str, experiment_rid: str) -> Experiment:
+        return self.call(self.registry.get_experiment(model_rid, experiment_rid))
+
+    def search_experiments(
+        self,
+        model_rid: str,
+        *,
+        where: dict[str, Any] | None = None,
+        order_by: dict[str, Any] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Experiment]:
+        """Experiments matching ``where`` (the SDK's flat filter form), lazily page by page."""
+        return self.iterate(
+            self.registry.experiment_pages(model_rid, where=where, order_by=order_by, page_size=page_size)
+        )
+
+    def get_experiment_series_points(
+        self,
+        model_rid: str,
+        experiment_rid: str,
+        series_name: str,
+        *,
+        offset: int | None = None,
+        page_size: int | None = None,
+    ) -> ExperimentSeriesPoints:
+        return self.call(
+            self.registry.get_series_points(model_rid, experiment_rid, series_name, offset=offset, page_size=page_size)
+        )
+
+    def list_live_deployments(self, model_rid: str, *, branch: str | None = None) -> list[LiveDeployment]:
+        return self.call(self.registry.list_live_deployments(model_rid, branch=branch))
+
+    def transform_json(self, live_deployment_rid: str, input: dict[str, Any]) -> dict[str, Any]:
+        """Inference on a live deployment (scope ``api:models-execute``); returns the ``output`` object."""
+        return self.call(self.registry.transform_json(live_deployment_rid, input))
 
     def test_connection(self) -> tuple[bool, str]:
         """Calls an authenticated endpoint, so a wrong token is reported as such."""

@@ -81,3 +81,97 @@ class LiveDeployment(FoundryModel):
 class CurrentUser(FoundryModel):
     id: str | None = None
     username: str | None = None
+
+
+# --- model versions, experiments, inference (CONTRACTS.md section E) -----------------------------
+class ModelVersion(FoundryModel):
+    rid: str
+    # {inputs: [...], outputs: [...]}; kept as plain JSON: the union of input/output kinds is wide.
+    model_api: dict[str, Any] = {}
+    conda_requirements: list[str] = []
+    backing_repositories: list[str] = []
+    created_time: str | None = None
+    # {type: modelStudio | promoted | sdk | ..., ...}
+    source: dict[str, Any] | None = None
+    linked_experiment: str | None = None
+
+
+class ListModelVersionsResponse(FoundryModel):
+    data: list[ModelVersion] = []
+    next_page_token: str | None = None
+
+
+class ExperimentSeriesValue(FoundryModel):
+    type: str = "double"
+    min: float | None = None
+    max: float | None = None
+    last: float | None = None
+
+
+class ExperimentSeries(FoundryModel):
+    name: str
+    length: int | None = None
+    value: ExperimentSeriesValue = ExperimentSeriesValue()
+
+
+class SummaryMetric(FoundryModel):
+    series_name: str
+    # MIN | MAX | LAST
+    aggregation: str
+    value: float
+
+
+class Experiment(FoundryModel):
+    rid: str
+    model_rid: str | None = None
+    created_time: str | None = None
+    created_by: str | None = None
+    source: dict[str, Any] | None = None
+    # RUNNING | SUCCEEDED | FAILED
+    status: str | None = None
+    status_message: str | None = None
+    branch: str | None = None
+    parameters: list[dict[str, Any]] = []
+    series: list[ExperimentSeries] = []
+    summary_metrics: list[SummaryMetric] = []
+    artifacts: dict[str, Any] = {}
+    tags: list[str] = []
+    linked_model_version: str | None = None
+    job_rid: str | None = None
+
+    def metric(self, name: str, aggregation: str) -> float | None:
+        """A metric's aggregate (MIN | MAX | LAST): the series' own aggregate, else a summary metric."""
+        key = aggregation.lower()
+        for series in self.series:
+            if series.name == name:
+                value = getattr(series.value, key, None)
+                if value is not None:
+                    return float(value)
+        for summary in self.summary_metrics:
+            if summary.series_name == name and summary.aggregation.upper() == aggregation.upper():
+                return float(summary.value)
+        return None
+
+
+class SearchExperimentsResponse(FoundryModel):
+    data: list[Experiment] = []
+    next_page_token: str | None = None
+
+
+class SeriesPoint(FoundryModel):
+    value: float
+    timestamp: int | None = None
+    step: int | None = None
+
+
+class ExperimentSeriesPoints(FoundryModel):
+    type: str = "doubleV1"
+    series: list[SeriesPoint] = []
+
+
+class ListLiveDeploymentsResponse(FoundryModel):
+    data: list[LiveDeployment] = []
+
+
+class TransformJsonResponse(FoundryModel):
+    output: dict[str, Any]
