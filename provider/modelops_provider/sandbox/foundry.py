@@ -1,5 +1,6 @@
 """Foundry, as ``CONTRACTS.md`` section A describes it: Models v2 (preview), Orchestration builds,
-OAuth2 client credentials, Foundry's error JSON."""
+OAuth2 client credentials, Foundry's error JSON. Model versions, experiments, promotion and inference
+(section E) are in :mod:`modelops_provider.sandbox.foundry_registry`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from modelops_provider.sandbox import foundry_registry
+from modelops_provider.sandbox.foundry_registry import Registry
 
 if TYPE_CHECKING:
     from modelops_provider.sandbox.app import SandboxState
@@ -35,6 +39,16 @@ FAILING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-0000000000
 DEFAULT_LIVE_DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000001"
 SUCCEEDING_MODEL = "ri.models.main.model.00000000-0000-4000-8000-000000000001"
 FAILING_MODEL = "ri.models.main.model.00000000-0000-4000-8000-000000000002"
+# The verification chain (CONTRACTS.md section E): a production deployment on branch "prod" of the
+# first model, and a studio whose runs train a model that clears the bars but is worse than prod's.
+PROD_LIVE_DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000002"
+PROD_BRANCH = "prod"
+PROD_VERSION = "ri.models.main.model-version.00000000-0000-4000-8000-0000000000a1"
+REGRESSING_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000003"
+REGRESSING_MODEL = "ri.models.main.model.00000000-0000-4000-8000-000000000003"
+SEED_METRICS = {"accuracy": 0.93, "loss": 0.21}
+SEED_PROD_METRICS = {"accuracy": 0.92, "loss": 0.25}
+SEED_REGRESSING_METRICS = {"accuracy": 0.905, "loss": 0.27}
 RID_PREFIX = "ri."
 
 
@@ -56,6 +70,11 @@ class Studio:
     omit_build_status: bool = False
     model_rid: str = field(default_factory=lambda: _rid("model"))
     initial_version_rid: str = field(default_factory=lambda: _rid("model-version"))
+    # Metrics of each run's experiment: one dict per run in launch order, the last repeating.
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    # Metrics of the experiment linked to the model's first version (none: it has no experiment).
+    initial_metrics: dict[str, Any] | None = None
+    launched: int = 0
 
 
 @dataclass
@@ -71,6 +90,7 @@ class Run:
     model_version_rid: str
     started_by: str = USER_ID
     cancelled_at: float | None = None
+    experiment_rid: str | None = None
 
     def status(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -99,6 +119,8 @@ class Run:
                     "modelVersionRid": self.model_version_rid,
                 }
             }
+            if self.experiment_rid:
+                body["resolvedOutputs"]["model"]["experimentRid"] = self.experiment_rid
         if not self.studio.omit_build_status:
             body["buildStatus"] = status
         return body
@@ -142,6 +164,27 @@ class LiveDeployment:
     # Alternatively a fixed sequence, one step per GET (the last one repeats): deterministic tests.
     steps: list[dict[str, Any]] = field(default_factory=list)
     reads: int = 0
+    # Without a studio: roll out each version added to ``branch`` of the model after creation
+    # (promotions); with a studio, promotions to its branch roll out as its runs do.
+    track_branch: bool = False
+    created_at: float = field(default_factory=time.time)
+    # transformJson: prediction = slope * x + intercept; the next N requests answer InferenceTimeout.
+    slope: float = 2.0
+    intercept: float = 1.0
+    inference_timeouts: int = 0
+
+    def releases(self, foundry: FoundryState, now: float) -> list[tuple[float, str]]:
+        """(time, version) of each version this deployment rolls out, oldest first."""
+        events: list[tuple[float, str]] = []
+        if self.studio_rid is not None:
+            for r in foundry.runs.get(self.studio_rid, []):
+                if r.status(now) == "SUCCEEDED":
+                    events.append((r.started + r.duration_s, r.model_version_rid))
+        if self.studio_rid is not None or self.track_branch:
+            for v in foundry.registry.visible_versions(self.model_rid, now, self.branch or "master"):
+                if (v.run is None or self.studio_rid is None) and v.created_at() > self.created_at:
+                    events.append((v.created_at(), v.rid))
+        return sorted(set(events))
 
     def current(self, foundry: FoundryState) -> tuple[str, str, bool]:
         """(served model version, state, ready) now."""
@@ -153,27 +196,20 @@ class LiveDeployment:
                 bool(step.get("is_ready", step.get("state", "ACTIVE") == "ACTIVE")),
             )
         base = (self.model_version_rid, self.state, self.is_ready)
-        if self.studio_rid is None:
-            return base
         now = time.time()
-        succeeded = [r for r in foundry.runs.get(self.studio_rid, []) if r.status(now) == "SUCCEEDED"]
-        if not succeeded:
+        releases = self.releases(foundry, now)
+        if not releases:
             return base
-        latest = max(succeeded, key=lambda r: r.started + r.duration_s)
-        since = now - (latest.started + latest.duration_s)
-        previous = [r for r in succeeded if r is not latest]
-        old_version = (
-            max(previous, key=lambda r: r.started + r.duration_s).model_version_rid
-            if previous
-            else self.model_version_rid
-        )
+        released_at, latest = releases[-1]
+        since = now - released_at
+        old_version = releases[-2][1] if len(releases) > 1 else self.model_version_rid
         if since < self.rollout_s:
             return old_version, "STARTING", False
         if self.outcome in ("FAILED", "DISABLED"):
             return old_version, self.outcome, False
         if self.outcome == "DEGRADED":
-            return latest.model_version_rid, "DEGRADED", False
-        return latest.model_version_rid, "ACTIVE", since >= self.rollout_s + self.ready_after_s
+            return latest, "DEGRADED", False
+        return latest, "ACTIVE", since >= self.rollout_s + self.ready_after_s
 
     def to_json(self, foundry: FoundryState) -> dict[str, Any]:
         version, state, ready = self.current(foundry)
@@ -205,35 +241,84 @@ class FoundryState:
         self.builds: dict[str, Run] = {}
         self.live: dict[str, LiveDeployment] = {}
         self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry
+        self.token_scopes: dict[str, set[str]] = {}  # issued OAuth token -> the scopes it was asked for
+        self.registry = Registry()
         self.token_lifetime_s = 3600
         self.page_tokens: dict[str, int] = {}
-        self.add_studio(Studio(SUCCEEDING_STUDIO, "SUCCEEDED", 2.0, model_rid=SUCCEEDING_MODEL))
+        self.add_studio(
+            Studio(
+                SUCCEEDING_STUDIO,
+                "SUCCEEDED",
+                2.0,
+                model_rid=SUCCEEDING_MODEL,
+                metrics=[SEED_METRICS],
+                initial_metrics=SEED_PROD_METRICS,
+            )
+        )
         self.add_studio(Studio(FAILING_STUDIO, "FAILED", 2.0, model_rid=FAILING_MODEL))
+        self.add_studio(
+            Studio(REGRESSING_STUDIO, "SUCCEEDED", 2.0, model_rid=REGRESSING_MODEL, metrics=[SEED_REGRESSING_METRICS])
+        )
         # Tracks the succeeding studio's branch: every successful run rolls out in 2 s, ready 1 s later.
         self.add_live_deployment(DEFAULT_LIVE_DEPLOYMENT, studio_rid=SUCCEEDING_STUDIO)
+        # Production: branch "prod" of the first model, serving a copy of its first version promoted
+        # there (no experiment of its own; the first version's is reached through the promotion).
+        first = self.studios[SUCCEEDING_STUDIO].initial_version_rid
+        self.registry.measured_version(
+            SUCCEEDING_MODEL,
+            PROD_VERSION,
+            branch=PROD_BRANCH,
+            source={"type": "promoted", "previousModelRid": SUCCEEDING_MODEL, "previousModelVersionRid": first},
+            metrics=None,
+            created=time.time() - 30,
+        )
+        self.add_live_deployment(
+            PROD_LIVE_DEPLOYMENT,
+            model_rid=SUCCEEDING_MODEL,
+            branch=PROD_BRANCH,
+            track_branch=True,
+            model_version_rid=PROD_VERSION,
+        )
 
-    def add_live_deployment(self, rid: str, *, studio_rid: str | None = None, **settings: Any) -> LiveDeployment:
+    def add_live_deployment(
+        self, rid: str, *, studio_rid: str | None = None, model_rid: str | None = None, **settings: Any
+    ) -> LiveDeployment:
         with self.lock:
             studio = self.studios.get(studio_rid) if studio_rid else None
             settings.setdefault("model_version_rid", studio.initial_version_rid if studio else _rid("model-version"))
-            live = LiveDeployment(
-                rid=rid,
-                model_rid=studio.model_rid if studio else _rid("model"),
-                studio_rid=studio_rid,
-                **settings,
+            model = studio.model_rid if studio else model_rid or _rid("model")
+            live = LiveDeployment(rid=rid, model_rid=model, studio_rid=studio_rid, **settings)
+            # The version it serves exists in the model registry (without an experiment unless it has one).
+            self.registry.measured_version(
+                model,
+                live.model_version_rid,
+                branch=live.branch or "master",
+                source={"type": "sdk"},
+                metrics=None,
+                created=live.created_at - 60,
             )
             self.live[rid] = live
             return live
 
-    def add_studio(self, studio: Studio) -> None:
+    def add_studio(self, studio: Studio, *, model_rid: str | None = None) -> None:
         with self.lock:
             old = self.studios.get(studio.rid)
             if old is not None:
                 # Re-scripting a studio changes how its runs behave, not which model it trains.
                 studio.model_rid = old.model_rid
                 studio.initial_version_rid = old.initial_version_rid
+            if model_rid:
+                studio.model_rid = model_rid
             self.studios[studio.rid] = studio
             self.runs.setdefault(studio.rid, [])
+            self.registry.measured_version(
+                studio.model_rid,
+                studio.initial_version_rid,
+                branch="master",
+                source={"type": "modelStudio", "modelStudioRid": studio.rid},
+                metrics=studio.initial_metrics,
+                created=time.time() - 120,
+            )
 
     def launch(self, studio: Studio, started_by: str = USER_ID) -> Run:
         with self.lock:
@@ -251,6 +336,9 @@ class FoundryState:
             )
             self.runs[studio.rid].insert(0, run)
             self.builds[run.build_rid] = run
+            metrics = studio.metrics[min(studio.launched, len(studio.metrics) - 1)] if studio.metrics else {}
+            studio.launched += 1
+            run.experiment_rid = self.registry.on_launch(run, studio.model_rid, metrics).rid
             return run
 
     def user_of(self, token: str) -> tuple[str, str] | None:
@@ -305,6 +393,12 @@ def install(app: FastAPI, state: SandboxState) -> None:
     def check_auth(request: Request) -> JSONResponse | None:
         return None if user(request) else _unauthorized()
 
+    def scopes(request: Request) -> set[str] | None:
+        """The scopes an OAuth token was issued for; None for a static token (all scopes)."""
+        header = request.headers.get("authorization", "")
+        with fs().lock:
+            return fs().token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
+
     def check_preview(request: Request) -> JSONResponse | None:
         if request.query_params.get("preview") != "true":
             return error(400, "INVALID_ARGUMENT", "ApiFeaturePreviewUsageOnly")
@@ -324,6 +418,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         with fs().lock:
             lifetime = fs().token_lifetime_s
             fs().tokens[value] = time.time() + lifetime
+            fs().token_scopes[value] = set(str(form.get("scope", "")).split())
         return JSONResponse(
             {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": form.get("scope", "")}
         )
@@ -471,10 +566,17 @@ def install(app: FastAPI, state: SandboxState) -> None:
             config_version=int(body.get("config_version", 1)),
             omit_build_status=bool(body.get("omit_build_status", False)),
         )
-        fs().add_studio(studio)
-        if body.get("model_rid"):
-            studio.model_rid = str(body["model_rid"])
-        return JSONResponse({"rid": rid, "modelRid": fs().studios[rid].model_rid})
+        try:
+            if "metrics" in body:
+                studio.metrics = foundry_registry.check_metrics(body["metrics"])
+            if body.get("initial_metrics") is not None:
+                studio.initial_metrics = foundry_registry.check_metrics(body["initial_metrics"])[0]
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        fs().add_studio(studio, model_rid=str(body["model_rid"]) if body.get("model_rid") else None)
+        return JSONResponse(
+            {"rid": rid, "modelRid": studio.model_rid, "initialModelVersionRid": studio.initial_version_rid}
+        )
 
     @app.post("/_sandbox/foundry/live-deployments")
     async def script_live_deployment(request: Request) -> Response:
@@ -504,8 +606,20 @@ def install(app: FastAPI, state: SandboxState) -> None:
             settings["steps"] = list(body["steps"])
         if body.get("model_version_rid"):
             settings["model_version_rid"] = str(body["model_version_rid"])
-        live = fs().add_live_deployment(rid, studio_rid=studio_rid, **settings)
+        if body.get("branch"):
+            settings["branch"] = str(body["branch"])
+        if body.get("model_rid") and studio_rid is None:
+            # Tracks a branch of a model: versions promoted there later are rolled out.
+            settings["track_branch"] = True
+        transform = body.get("transform") or {}
+        settings["slope"] = float(transform.get("slope", 2.0))
+        settings["intercept"] = float(transform.get("intercept", 1.0))
+        settings["inference_timeouts"] = int(body.get("inference_timeouts", 0))
+        model_rid = str(body["model_rid"]) if body.get("model_rid") else None
+        live = fs().add_live_deployment(rid, studio_rid=studio_rid, model_rid=model_rid, **settings)
         return JSONResponse(live.to_json(fs()))
+
+    foundry_registry.install(app, fs, guard, scopes)
 
     @app.get("/workspace/model-live-deployments/{rid}")
     def live_page(rid: str) -> Response:
