@@ -11,6 +11,7 @@ from modelops_provider.core.sensors import PollingSensor
 from modelops_provider.core.validation import require_rid, require_text, seconds
 from modelops_provider.foundry.hooks import FoundryHook
 from modelops_provider.foundry.links import LiveDeploymentLink, ModelStudioRunLink
+from modelops_provider.foundry.outputs import resolve_version
 from modelops_provider.foundry.status import LiveDeploymentWatch
 from modelops_provider.foundry.triggers import LiveDeploymentTrigger, ModelStudioRunTrigger
 
@@ -114,18 +115,8 @@ class LiveDeploymentSensor(PollingSensor):
 
     def expected_version(self) -> str | None:
         """The version to wait for, from a RID or from a launch task's returned run."""
-        value = self.expected_model_version_rid
-        if value in (None, ""):
-            return None
-        if isinstance(value, dict):
-            outputs = value.get("resolvedOutputs")
-            if not isinstance(outputs, dict) or self.output_alias not in outputs:
-                raise ValueError(
-                    f"expected_model_version_rid is a run without output {self.output_alias!r} "
-                    f"(output_alias); its resolvedOutputs are {outputs!r}"
-                )
-            value = (outputs[self.output_alias] or {}).get("modelVersionRid")
-        return require_rid("expected_model_version_rid", value)
+        ref = resolve_version(self.expected_model_version_rid, self.output_alias, "expected_model_version_rid")
+        return None if ref is None else ref.model_version_rid
 
     def trigger_fields(self) -> dict[str, Any]:
         if self._trigger is not None:

@@ -315,7 +315,7 @@ def matches(flt: Any, exp: dict[str, Any], name: str) -> bool:
         return not matches(flt.get("value"), exp, name)
     if kind in ("eq", "contains", "startsWith"):
         fld, wanted = flt.get("field"), flt.get("value")
-        values: list[Any] = {
+        values: list[Any] | None = {
             "STATUS": [exp["status"]],
             "BRANCH": [exp["branch"]],
             "EXPERIMENT_NAME": [name],
