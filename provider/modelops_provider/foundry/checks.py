@@ -35,6 +35,14 @@ def _finite(name: str, value: Any) -> float:
     return float(value)
 
 
+def non_negative(name: str, value: Any) -> float:
+    """A finite number >= 0 (tolerances)."""
+    number = _finite(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Threshold:
     """One bar: ``metric`` (a series name) aggregated by MIN | MAX | LAST, compared with ``value``;
@@ -76,9 +84,7 @@ class Threshold:
             raise ValueError(f"{name}.comparison must be one of {', '.join(COMPARISONS)}, got {comparison!r}")
         tolerance = raw.get("tolerance")
         if tolerance is not None:
-            tolerance = _finite(f"{name}.tolerance", tolerance)
-            if tolerance < 0:
-                raise ValueError(f"{name}.tolerance must be >= 0, got {raw.get('tolerance')!r}")
+            tolerance = non_negative(f"{name}.tolerance", tolerance)
             if comparison == "==":
                 raise ValueError(f"{name}: a tolerance against production needs a direction (>=, >, <=, <), not '=='")
         return cls(metric, aggregation, comparison, _finite(f"{name}.value", raw.get("value")), tolerance)

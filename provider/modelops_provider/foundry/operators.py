@@ -21,6 +21,7 @@ from modelops_provider.foundry.checks import (
     check_answer,
     describe_expected,
     judge,
+    non_negative,
     parse_thresholds,
     short,
     table,
@@ -404,9 +405,17 @@ class LiveDeploymentInferenceOperator(BaseOperator):
     (a RID or a launch task's run) the operator refuses to judge a deployment serving another version,
     checked before the first request, after a failed one, and after the last.
 
-    Logs each request's latency; fails listing every wrong case with its input, answer and
-    expectation (no retry); returns ``{"liveDeploymentRid", "modelVersionRid", "results": [{"input",
-    "output", "latencyMs", "passed"}], "latencyMs": [...]}``.
+    Logs each request's latency (and pushes ``latency_ms``, ``{"case_1": ms, ..., "max": ms}``, to
+    XCom); fails listing every wrong case with its input, answer and expectation (no retry); returns
+    ``{"liveDeploymentRid", "modelVersionRid", "results": [{"input", "output", "latencyMs", "passed"}],
+    "latencyMs": [...]}``.
+
+    :param live_deployment_rid: the deployment (templated).
+    :param cases: list of ``{"input", "expected", "tolerance"?}`` (templated).
+    :param expected_model_version: the version that must be served: a RID or a launch task's run (templated).
+    :param tolerance: default numeric tolerance of every case (default 1e-6).
+    :param timeout: seconds, from the task's start, to ride out not-ready answers (default 300).
+    :param retry_interval: seconds between tries of a not-ready answer (default 5).
     """
 
     template_fields: Sequence[str] = (
@@ -437,7 +446,7 @@ class LiveDeploymentInferenceOperator(BaseOperator):
         self.cases = cases
         self.expected_model_version = expected_model_version
         self.output_alias = output_alias
-        self.tolerance = seconds("tolerance", tolerance)
+        self.tolerance = non_negative("tolerance", tolerance)
         self.inference_timeout = seconds("timeout", timeout)
         self.retry_interval = seconds("retry_interval", retry_interval)
         self.foundry_conn_id = foundry_conn_id
@@ -454,7 +463,7 @@ class LiveDeploymentInferenceOperator(BaseOperator):
             if unknown:
                 raise ValueError(f"cases[{i}] has unknown keys {sorted(unknown)}")
             check_inference_input(case["input"], f"cases[{i}].input")
-            tolerance = seconds(f"cases[{i}].tolerance", case.get("tolerance", self.tolerance))
+            tolerance = non_negative(f"cases[{i}].tolerance", case.get("tolerance", self.tolerance))
             cases.append({**case, "tolerance": tolerance})
         ref = resolve_version(self.expected_model_version, self.output_alias, "expected_model_version")
         return cases, None if ref is None else ref.model_version_rid
@@ -483,6 +492,11 @@ class LiveDeploymentInferenceOperator(BaseOperator):
         if expected_version is not None:
             self._served(hook, expected_version, "after the last request")
         latencies = [r["latencyMs"] for r in results]
+        # Numbers a teardown can log as metrics (e.g. Pluto's metrics_from_xcom), pass or fail.
+        context["ti"].xcom_push(
+            key="latency_ms",
+            value={**{f"case_{i}": ms for i, ms in enumerate(latencies, start=1)}, "max": max(latencies)},
+        )
         self.log.info(
             "Latency per request (ms): %s; max %.1f", ", ".join(f"{ms:.1f}" for ms in latencies), max(latencies)
         )
