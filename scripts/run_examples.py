@@ -67,8 +67,9 @@ def main() -> int:
             out = proc.stdout + proc.stderr
             final = next((line for line in reversed(out.splitlines()) if "DagRun Finished" in line), "")
             state = "success" if "state=success" in final else "failed" if "state=failed" in final else "unknown"
-            # `dags test` exits 0 either way; an expected failure must also fail for the stated reason.
-            ok = state == expected and proc.returncode == 0 and (why is None or why in out)
+            # `dags test` exits non-zero for a failed DAG run: an expected failure must fail for the
+            # stated reason instead.
+            ok = state == expected and (proc.returncode == 0 if why is None else why in out)
             elapsed = time.monotonic() - started
             note = f" (expected {expected}{', because it ' + why if why else ''})"
             print(f"{'PASS' if ok else 'FAIL'} {dag_id}: {state}{note} in {elapsed:.1f}s")
@@ -90,7 +91,7 @@ def main() -> int:
                 ):
                     # Keep the message of a structured log line, without timestamp, level and logger.
                     match = LOG_LINE.match(line.strip())
-                    print("    " + (match.group(1) if match else line.strip())[:300])
+                    print("    " + (match.group(1) if match else line.strip())[:500])
             if not ok:
                 failures.append(dag_id)
                 print(out[-6000:])
