@@ -243,7 +243,7 @@ def test_promotion_whose_answer_was_lost_is_adopted(modelops_sandbox, caplog):
     assert [v.rid for v in _prod_versions() if v.rid != sf.PROD_VERSION] == [
         result.task("promote").xcom["return_value"]
     ]
-    assert "adopting it instead of promoting again" in caplog.text
+    assert "adopting it instead of creating again" in caplog.text
 
 
 def test_a_superseded_promotion_is_promoted_again(modelops_sandbox):

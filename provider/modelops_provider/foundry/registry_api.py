@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelops_provider.core.errors import AmbiguousRequestError
+from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.timestamps import parse_timestamp
-from modelops_provider.core.transport import Call, Endpoint, Service, Sleep, find_first
+from modelops_provider.core.transport import Call, Endpoint, Service, find_first
 from modelops_provider.core.validation import require_count, require_rid, require_text
 from modelops_provider.foundry.models import (
     Experiment,
@@ -42,15 +42,16 @@ GET_MODEL_VERSION: Endpoint[ModelVersion] = Endpoint(
 LIST_MODEL_VERSIONS: Endpoint[ListModelVersionsResponse] = Endpoint(
     "GET", "/api/v2/models/{modelRid}/versions", ListModelVersionsResponse, query=PREVIEW
 )
-# Creates a new version: a lost answer is not re-sent blindly (see promote_version).
+# Creates a new version: a lost answer is not re-sent blindly (create-or-adopt, see promote_version).
 PROMOTE_VERSION: Endpoint[ModelVersion] = Endpoint(
     "POST", "/api/v2/models/{modelRid}/promoteVersion", ModelVersion, query=PREVIEW, creates=True
 )
 GET_EXPERIMENT: Endpoint[Experiment] = Endpoint(
     "GET", "/api/v2/models/{modelRid}/experiments/{experimentRid}", Experiment, query=PREVIEW
 )
+# A read sent as a POST: retried like a read.
 SEARCH_EXPERIMENTS: Endpoint[SearchExperimentsResponse] = Endpoint(
-    "POST", "/api/v2/models/{modelRid}/experiments/search", SearchExperimentsResponse, query=PREVIEW
+    "POST", "/api/v2/models/{modelRid}/experiments/search", SearchExperimentsResponse, query=PREVIEW, idempotent=True
 )
 GET_SERIES_POINTS: Endpoint[ExperimentSeriesPoints] = Endpoint(
     "GET",
@@ -61,7 +62,9 @@ GET_SERIES_POINTS: Endpoint[ExperimentSeriesPoints] = Endpoint(
 LIST_LIVE_DEPLOYMENTS: Endpoint[ListLiveDeploymentsResponse] = Endpoint(
     "GET", "/api/v2/models/liveDeployments", ListLiveDeploymentsResponse, query=PREVIEW
 )
-# Inference is read-like: sending the same input twice is harmless, so it retries as a read does.
+# Not marked idempotent on purpose: Foundry answers InferenceTimeout with a 5xx after minutes of
+# waiting; the inference operator rides those out against its own deadline instead of the transport
+# re-sending them (429/502/503/504 are still retried here).
 TRANSFORM_JSON: Endpoint[TransformJsonResponse] = Endpoint(
     "POST", "/api/v2/models/liveDeployments/{liveDeploymentRid}/transformJson", TransformJsonResponse, query=PREVIEW
 )
@@ -89,8 +92,6 @@ _FILTER_FIELDS = {
 _SERIES_FIELDS = ("LENGTH", "AGGREGATION_MIN", "AGGREGATION_MAX", "AGGREGATION_LAST")
 # How deep a chain of promotions is followed back to the version that has the experiment.
 MAX_PROMOTION_HOPS = 10
-# Pauses between looks for a promoted copy after an ambiguous promote, before promoting again.
-PROMOTE_RELOOK_PAUSES_S = (0.5, 1.0)
 
 
 def check_experiment_filter(value: Any, name: str = "where") -> dict[str, Any]:
@@ -220,8 +221,8 @@ class ModelRegistryApi:
         """Promote ``source_model_version_rid`` to ``branch`` of ``model_rid`` exactly once.
 
         If the newest version on that branch already is a promoted copy of the source (an earlier
-        try did it, or its answer was lost), that copy is returned and nothing is promoted. An
-        answer lost on the way back is looked for the same way before promoting again.
+        try did it, or its answer was lost), that copy is returned and nothing is promoted. A promote
+        of unknown outcome is resolved by the core's create-or-adopt, looking the same way.
         """
         require_rid("model_rid", model_rid)
         require_rid("source_model_version_rid", source_model_version_rid)
@@ -239,19 +240,20 @@ class ModelRegistryApi:
         body: dict[str, Any] = {"sourceModelVersionRid": source_model_version_rid}
         if branch is not None:
             body["branch"] = branch
-        try:
-            return (yield from service.call(PROMOTE_VERSION, path={"modelRid": model_rid}, json=body))
-        except AmbiguousRequestError as exc:
-            log.warning("Promotion of %s may or may not have happened (%s); looking", source_model_version_rid, exc)
-        for pause in (*PROMOTE_RELOOK_PAUSES_S, None):
-            found = yield from self.find_promoted(model_rid, source_model_version_rid, branch)
-            if found is not None:
-                log.warning("Found the promoted copy %s: adopting it instead of promoting again", found.rid)
-                return found
-            if pause is not None:
-                yield Sleep(pause)
-        log.warning("No promoted copy of %s on branch %s; promoting again", source_model_version_rid, branch)
-        return (yield from service.call(PROMOTE_VERSION, path={"modelRid": model_rid}, json=body))
+
+        def find(since: float) -> Call[ModelVersion | None]:
+            # The branch's newest version being a copy of the source is the evidence, whenever made.
+            return (yield from self.find_promoted(model_rid, source_model_version_rid, branch))
+
+        return (
+            yield from create_or_adopt(
+                service,
+                what=f"promotion of {source_model_version_rid} to branch {branch or '(default)'} of {model_rid}",
+                create=lambda: service.call(PROMOTE_VERSION, path={"modelRid": model_rid}, json=body),
+                find=find,
+                describe=lambda version: f"promoted copy {version.rid}",
+            )
+        )
 
     def find_promoted(
         self, model_rid: str, source_model_version_rid: str, branch: str | None
