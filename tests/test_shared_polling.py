@@ -289,3 +289,35 @@ def test_a_live_deployment_is_read_once_per_tick_for_all_its_waiters(modelops_sa
 @pytest.fixture(autouse=True)
 def _shared_polling_on(monkeypatch):
     monkeypatch.setattr(poller_module, "shared_polling_enabled", lambda: True)
+
+
+def test_a_retry_reattaches_to_the_run_a_deferred_try_waited_for(modelops_sandbox, airflow_db):
+    """Deferred with shared polling: the first try's batch is refused (an error event, the try fails);
+    the retry re-attaches to the same run instead of launching again."""
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import DAG
+
+    from dagrun import run_dag
+    from modelops_provider.foundry.operators import ModelStudioLaunchOperator
+
+    control = modelops_sandbox.control
+    control.foundry_studio(OK_STUDIO, duration_s=1.5)
+    control.fault(
+        [{"status": 403, "body": {"errorCode": "PERMISSION_DENIED", "errorName": "Flaky"}}], path_prefix=BATCH_PATH
+    )
+    with DAG("t_shared_retry", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        ModelStudioLaunchOperator(
+            task_id="train",
+            model_studio_rid=OK_STUDIO,
+            deferrable=True,
+            poll_interval=0.2,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+    result = run_dag(dag)
+    assert result.state == "success"
+    assert result.task("train").try_number == 2
+    assert len(control.requests(path_prefix=f"/api/v2/models/modelStudios/{OK_STUDIO}/launch")) == 1
+    assert control.requests(path_prefix=BATCH_PATH)
+    assert result.task("train").xcom["return_value"]["buildStatus"] == "SUCCEEDED"
