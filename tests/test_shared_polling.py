@@ -86,9 +86,11 @@ def test_150_waits_poll_builds_in_batches_and_each_gets_its_own_event(modelops_s
     batches = [r for r in sent if r["path"] == BATCH_PATH]
     # 150 builds: two getBatch requests per tick (ticks 0.5 s apart), never one per wait.
     assert batches and max(_clusters([r["time"] for r in batches], gap=0.2)) <= 2
-    # Each run is read once, when its build has ended (each studio's runs fit one page of the list);
-    # no build is read by itself.
-    assert len([r for r in sent if "/runs" in r["path"]]) == 150
+    # The runs are read only once their builds have ended, those of one studio that ended in the same
+    # tick in one walk of its list (here a page): far fewer reads than runs. No build is read by itself.
+    reads = [r for r in sent if "/runs" in r["path"]]
+    assert 2 <= len(reads) <= 10
+    assert all(r["query"].get("configVersion") == "1" for r in reads)
     assert not [r for r in sent if r["path"].startswith("/api/v2/orchestration/builds/ri.")]
 
 

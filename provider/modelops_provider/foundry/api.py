@@ -7,7 +7,7 @@ sync or an async client. Arguments are validated when the call starts, before an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from modelops_provider.core.adopt import create_or_adopt
@@ -127,6 +127,23 @@ class FoundryApi:
     ) -> Call[ModelStudioRun | None]:
         return (yield from find_first(self.pages(model_studio_rid, **kwargs), predicate))
 
+    def find_model_studio_runs(
+        self, model_studio_rid: str, run_ids: Collection[str], config_version: int | None = None
+    ) -> Call[dict[str, ModelStudioRun]]:
+        """Several runs of one studio in one walk of its list (narrowed, in pages of
+        ``RUN_LOOKUP_PAGE_SIZE``), stopping once all are found; a run not found is left out."""
+        wanted = set(run_ids)
+        found: dict[str, ModelStudioRun] = {}
+
+        def collect(run: ModelStudioRun) -> bool:
+            if run.run_id in wanted:
+                found[run.run_id] = run
+            return len(found) == len(wanted)
+
+        pages = self.pages(model_studio_rid, config_version=config_version, page_size=RUN_LOOKUP_PAGE_SIZE)
+        yield from find_first(pages, collect)
+        return found
+
     def get_model_studio_run(
         self, model_studio_rid: str, run_id: str, config_version: int | None = None
     ) -> Call[ModelStudioRun]:
@@ -186,13 +203,6 @@ class FoundryApi:
         if run.build_status:
             return run_snapshot(run, run.build_status)
         build = yield from self.get_build(run.build_rid)
-        return run_snapshot(run, build.status, source="build")
-
-    def finished_run_snapshot(
-        self, model_studio_rid: str, run_id: str, config_version: int | None, build: Build
-    ) -> Call[Snapshot]:
-        """A run whose build (read in a batch) has ended: the run is read for its outputs, judged by the build."""
-        run = yield from self.get_model_studio_run(model_studio_rid, run_id, config_version)
         return run_snapshot(run, build.status, source="build")
 
     def live_deployment_snapshot(self, live_deployment_rid: str, watch: LiveDeploymentWatch) -> Call[Snapshot]:

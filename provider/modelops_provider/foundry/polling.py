@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from modelops_provider.core.poller import PollSource, Result, Waiter
 from modelops_provider.foundry.api import BUILDS_BATCH_MAX
-from modelops_provider.foundry.status import build_outcome, build_snapshot
+from modelops_provider.foundry.models import Build
+from modelops_provider.foundry.status import build_outcome, build_snapshot, run_snapshot
 
 
 class ModelStudioRunSource(PollSource):
-    """Builds of waited-for runs through ``builds/getBatch``, up to 100 per request; the run itself
-    (for ``resolvedOutputs``) only once its build is terminal, or when getBatch does not return the
-    build. A wait that knows only its run id yet (a sensor's) looks at the run by itself first."""
+    """Builds of waited-for runs through ``builds/getBatch``, up to 100 per request; the runs
+    themselves (for ``resolvedOutputs``) only once their builds have ended, through one walk of the
+    runs list per studio and config version for all that ended in a tick. A build getBatch does not
+    return, and a wait that knows only its run id yet (a sensor's), get the run's own look."""
 
     def split(self, waiters: list[Waiter]) -> list[list[Waiter]]:
         by_build: dict[str, list[Waiter]] = {}
@@ -34,29 +35,43 @@ class ModelStudioRunSource(PollSource):
         api = self.hook.api
         builds = await self.hook.acall(api.get_builds(list(dict.fromkeys(w.trigger.build_rid for w in batch))))
         results: dict[Waiter, Result] = {}
-        finished: list[tuple[Waiter, Any]] = []
+        # Ended builds: their runs are read for the outputs, one list walk per studio and config version.
+        ended: dict[tuple[str, int | None], list[tuple[Waiter, Build]]] = {}
+        unknown: list[Waiter] = []
         for waiter in batch:
-            build = builds.get(waiter.trigger.build_rid)
-            if build is not None and not build_outcome(build.status).terminal:
-                results[waiter] = build_snapshot(waiter.trigger.run_id, build)
+            trigger = waiter.trigger
+            build = builds.get(trigger.build_rid)
+            if build is None:  # not returned (unknown, or not visible): the run's own look says why
+                unknown.append(waiter)
+            elif build_outcome(build.status).terminal:
+                ended.setdefault((trigger.model_studio_rid, trigger.config_version), []).append((waiter, build))
             else:
-                finished.append((waiter, build))
-        looks = await asyncio.gather(*(self._finished(waiter, build) for waiter, build in finished))
-        results.update(zip((w for w, _ in finished), looks, strict=True))
+                results[waiter] = build_snapshot(trigger.run_id, build)
+        grouped, own = await asyncio.gather(
+            asyncio.gather(*(self._ended(studio, version, group) for (studio, version), group in ended.items())),
+            asyncio.gather(*(self.look(waiter) for waiter in unknown)),
+        )
+        for looked in grouped:
+            results.update(looked)
+        results.update(zip(unknown, own, strict=True))
         return results
 
-    async def _finished(self, waiter: Waiter, build: Any) -> Result:
-        if build is None:  # not returned (unknown, or not visible): the run's own look says why
-            return await self.look(waiter)
-        trigger = waiter.trigger
+    async def _ended(
+        self, studio: str, config_version: int | None, group: list[tuple[Waiter, Build]]
+    ) -> dict[Waiter, Result]:
+        api = self.hook.api
         try:
-            return await self.hook.acall(
-                self.hook.api.finished_run_snapshot(
-                    trigger.model_studio_rid, trigger.run_id, trigger.config_version, build
-                )
+            runs = await self.hook.acall(
+                api.find_model_studio_runs(studio, [w.trigger.run_id for w, _ in group], config_version)
             )
         except Exception as exc:
-            return exc
+            return {waiter: exc for waiter, _ in group}
+        results: dict[Waiter, Result] = {}
+        for waiter, build in group:
+            run = runs.get(waiter.trigger.run_id)
+            # A run its studio does not list: its own look raises the not-found error.
+            results[waiter] = run_snapshot(run, build.status, source="build") if run else await self.look(waiter)
+        return results
 
 
 class LiveDeploymentSource(PollSource):
