@@ -385,7 +385,7 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
             self.comms_decoder = Comms()  # type: ignore[assignment]
             task_runner.SUPERVISOR_COMMS = self.comms_decoder  # type: ignore[assignment]
 
-    rounds: list[tuple[int, int, int]] = []  # per poller round: waits, getBatch requests, run-list walks
+    rounds: list[tuple[int, int, int, float]] = []  # per poller round: waits, getBatch requests, run-list walks
     if arm == "shared":
         _count_rounds(rounds)
     runner = Runner()
@@ -482,10 +482,12 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
         result["getbatch_per_tick_limit"] = math.ceil(n / 100)
         result["run_walks_per_tick_max"] = max(r[2] for r in rounds)
         result["largest_batch"] = max(stats["batch_sizes"]) if stats["batch_sizes"] else 0
+        durations = sorted(r[3] for r in rounds)
+        result["round_s_median"], result["round_s_max"] = durations[len(durations) // 2], durations[-1]
     return result
 
 
-def _count_rounds(rounds: list[tuple[int, int, int]]) -> None:
+def _count_rounds(rounds: list[tuple[int, int, int, float]]) -> None:
     """Count, per round of the shared poller, the getBatch requests and the runs-list walks it made."""
     from modelops_provider.core.poller import Poller
     from modelops_provider.foundry.api import FoundryApi
@@ -502,9 +504,10 @@ def _count_rounds(rounds: list[tuple[int, int, int]]) -> None:
         return find_runs(self, *args, **kwargs)
 
     async def counted_poll(self: Any, waiters: list[Any]) -> None:
-        before = dict(counter)
+        before, started = dict(counter), time.monotonic()
         await poll(self, waiters)
-        rounds.append((len(waiters), counter["batch"] - before["batch"], counter["walk"] - before["walk"]))
+        took = time.monotonic() - started
+        rounds.append((len(waiters), counter["batch"] - before["batch"], counter["walk"] - before["walk"], took))
 
     FoundryApi.get_builds = counted_get_builds  # type: ignore[method-assign]
     FoundryApi.find_model_studio_runs = counted_find_runs  # type: ignore[method-assign]
@@ -529,7 +532,7 @@ def main() -> int:
     parser.add_argument("--n", default="100,2000,10000", help="comma-separated numbers of waits")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--poll", type=float, default=1.0, help="poll interval, seconds")
-    parser.add_argument("--cap", type=float, default=150.0, help="seconds an arm may take before it is stopped")
+    parser.add_argument("--cap", type=float, help="seconds an arm may take before it is stopped (default 120 + N/40)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--_serve", nargs=2, help=argparse.SUPPRESS)
@@ -557,6 +560,7 @@ def main() -> int:
         except ImportError:
             parser.error("the dbt arm needs apache-airflow-providers-dbt-cloud: pip install -e '.[bench]'")
     sizes = [int(x) for x in args.n.split(",") if x]
+    caps = {n: args.cap if args.cap is not None else 120 + n / 40 for n in sizes}
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         folder = Path(tmp)
@@ -610,7 +614,7 @@ def main() -> int:
                                 "--seed",
                                 str(args.seed),
                                 "--cap",
-                                str(args.cap),
+                                str(caps[n]),
                             ],
                             stdout=subprocess.PIPE,
                             stderr=log_file,
@@ -618,7 +622,7 @@ def main() -> int:
                             text=True,
                         )
                         try:
-                            out, _ = proc.communicate(timeout=args.cap + 120)
+                            out, _ = proc.communicate(timeout=caps[n] + 120)
                         except subprocess.TimeoutExpired:
                             proc.kill()
                             out, _ = proc.communicate()
@@ -641,7 +645,8 @@ def main() -> int:
                         print(
                             f"{'':>6} {'':9} {r['ticks']} poller rounds: getBatch per round max "
                             f"{r['getbatch_per_tick_max']} (ceil(N/100) = {r['getbatch_per_tick_limit']}, largest "
-                            f"batch {r['largest_batch']}), run-list walks per round max {r['run_walks_per_tick_max']}; "
+                            f"batch {r['largest_batch']}), run-list walks per round max {r['run_walks_per_tick_max']}, "
+                            f"round took {r['round_s_median']:.2f} s (median), {r['round_s_max']:.2f} s (max); "
                             f"requests: {r['counts']}"
                         )
         finally:
