@@ -28,6 +28,7 @@ from modelops_provider.core.errors import (
 )
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.links import XComLink
+from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.results import JobResultArg
 from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
 from modelops_provider.core.validation import seconds
@@ -78,12 +79,14 @@ def first_try_since_clear(context: Context, retries: int | None) -> bool:
     return try_number - (max_tries - int(retries or 0)) <= 1
 
 
-class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
+class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: ignore[misc]
     """Launch a remote job, then (optionally) wait for it in the worker or deferred in the triggerer."""
 
     hook_class: ClassVar[type[ApiHook]]
     trigger_class: ClassVar[type[triggers.PollingTrigger]]
     external_id_key = "remote_job"
+    # Which identifier of the job names it in the run record (see core/records.py).
+    remote_id_key: ClassVar[str] = "run_id"
     # Links to push before waiting: each class's URL comes from :meth:`link_urls`.
     what: ClassVar[str] = "remote job"
 
@@ -102,6 +105,7 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         self.poll_interval = validation.poll_interval("poll_interval", poll_interval)
         self.timeout = seconds("timeout", timeout, allow_none=True, positive=True)
         self._job: dict[str, Any] | None = None
+        self._job_url: str | None = None
         self._hook: ApiHook | None = None
         # When an earlier try's create had an unknown outcome (epoch seconds), else None.
         self.unknown_since: float | None = None
@@ -169,9 +173,16 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
 
     def execute(self, context: Context) -> Any:
         self.validate()
-        if first_try_since_clear(context, self.retries):
-            self._replace_earlier_job(context)
-        return self.execute_resumable(context)
+        with self.recording(context):
+            if first_try_since_clear(context, self.retries):
+                self._replace_earlier_job(context)
+            return self.execute_resumable(context)
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        job = self._job
+        if not job or job.get(self.remote_id_key) is None:
+            return None
+        return str(job[self.remote_id_key]), self._job_url, job.get("started_at")
 
     def _stored_job(self, context: Context) -> dict[str, Any] | None:
         store = context.get("task_state_store") if self.durable else None
@@ -245,6 +256,9 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         for link, url in self.link_urls(self.hook, job).items():
             link.push(context, url)
             self.log.info("%s: %s", link.name, url)
+            self._job_url = self._job_url or url
+        self._job = job
+        self.record_run(context)
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         job = self._job = dict(external_id)
@@ -288,10 +302,11 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
         return self._finish(job, snap, context)
 
     def _finish(self, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
+        self._record_snap = snap
         try:
             if snap.outcome is not Outcome.SUCCEEDED:
                 raise JobFailedError(self.failure_message(self.hook, job, snap))
-            self._result = self.on_success(self.hook, job, snap, context)
+            self._result = self._record_result = self.on_success(self.hook, job, snap, context)
         except JobFailedError:
             # The job's verdict is final (it failed, or its result failed a gate): a retry, or
             # clearing the task, must start a new job rather than re-read this one.
@@ -321,10 +336,11 @@ class RemoteJobOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
             )
             return self.poll_until_complete(current, context)
         self._job = job
-        with self._stop_job_if_waiting_fails(job, context):
-            snap = unpack_event(event)
-        self.log.info("%s: %s", self.describe(job), snap.summary)
-        return self._finish(job, snap, context)
+        with self.recording(context):
+            with self._stop_job_if_waiting_fails(job, context):
+                snap = unpack_event(event)
+            self.log.info("%s: %s", self.describe(job), snap.summary)
+            return self._finish(job, snap, context)
 
     def _cancel(self, job: dict[str, Any]) -> None:
         try:

@@ -12,6 +12,7 @@ from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
 from modelops_provider.core.operators import default_deferrable, unpack_event
+from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import poll_interval, seconds
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class PollingSensor(BaseSensorOperator):
+class PollingSensor(RunRecorder, BaseSensorOperator):
     """Wait for a remote object to reach a terminal outcome; fail fast on a failed one.
 
     ``poke_interval`` is the poll interval in every mode, ``timeout`` the overall limit (in deferrable
@@ -87,6 +88,14 @@ class PollingSensor(BaseSensorOperator):
     def push_links(self, context: Context) -> None:
         """Push extra-link URLs (before any wait or deferral)."""
 
+    def remote(self) -> tuple[str, str | None] | None:
+        """The watched object's id and URL, for the run record."""
+        return None
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        remote = self.remote()
+        return None if remote is None else (remote[0], remote[1], None)
+
     @property
     def hook(self) -> Any:
         if self._hook is None:
@@ -94,7 +103,9 @@ class PollingSensor(BaseSensorOperator):
         return self._hook
 
     def _settle(self, snap: Snapshot) -> Any:
+        self._record_snap = snap
         if snap.outcome is Outcome.SUCCEEDED:
+            self._record_result = snap.data
             return snap.data
         raise JobFailedError(f"{self.describe()}: {snap.reason or snap.summary}")
 
@@ -124,6 +135,7 @@ class PollingSensor(BaseSensorOperator):
             self._missed.seen()
             if store is not None:
                 store.delete(self.missed_polls_key)
+        self._record_snap = snap
         if snap.summary != self._last_summary:
             self.log.info("%s: %s", self.describe(), snap.summary)
             self._last_summary = snap.summary
@@ -134,6 +146,11 @@ class PollingSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         self.validate()
         self.push_links(context)
+        self.record_run(context)
+        with self.recording(context):
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         # One look first: no need to occupy the triggerer for something already settled.
@@ -144,10 +161,11 @@ class PollingSensor(BaseSensorOperator):
         self.defer(trigger=self.make_trigger(deadline), method_name="execute_complete", timeout=None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        try:
-            snap = unpack_event(event)
-        except JobTimeoutError as exc:
-            # A sensor timeout, so that soft_fail and the usual sensor semantics apply.
-            raise AirflowSensorTimeout(f"{self.describe()}: {exc}") from None
-        self.log.info("%s: %s", self.describe(), snap.summary)
-        return self._settle(snap)
+        with self.recording(context):
+            try:
+                snap = unpack_event(event)
+            except JobTimeoutError as exc:
+                # A sensor timeout, so that soft_fail and the usual sensor semantics apply.
+                raise AirflowSensorTimeout(f"{self.describe()}: {exc}") from None
+            self.log.info("%s: %s", self.describe(), snap.summary)
+            return self._settle(snap)

@@ -13,7 +13,7 @@ from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.api import require_model_names, require_project_name
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report, run_failure_message
+from modelops_provider.ducklake.report import gate, read_report, record_details, run_failure_message
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     trigger_class = DuckLakeModelRunTrigger
     external_id_key = "ducklake_model_run"
     what = "DuckLake model run"
+    service = "DuckLake"
+    kind = "model run"
     ui_color = "#fff1c2"
 
     def __init__(
@@ -107,7 +109,7 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
         return {DuckLakeModelRunLink: hook.run_url(job["run_id"], job.get("project_name"))}
 
     def on_success(self, hook: DuckLakeHook, job: dict[str, Any], snap: Snapshot, context: Context) -> Any:
-        report = read_report(hook, job["run_id"], snap, self.log)
+        report = self._report = read_report(hook, job["run_id"], snap, self.log)
         gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(job), log=self.log)
         project = report.run.project_name or job["project_name"]
         for step in report.built_steps():
@@ -126,3 +128,6 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     def failure_message(self, hook: DuckLakeHook, job: dict[str, Any], snap: Snapshot) -> str:
         url = hook.run_url(job["run_id"], job.get("project_name"))
         return run_failure_message(hook, self.describe(job), job["run_id"], snap, url, self.log)
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return record_details(getattr(self, "_report", None), (self._job or {}).get("project_name"))

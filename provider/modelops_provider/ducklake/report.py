@@ -134,6 +134,26 @@ class RunReport:
         }
 
 
+def record_details(report: RunReport | None, project: str | None) -> dict[str, Any]:
+    """The run record's verdict (core/records.py): the tests' tally and whether they all passed."""
+    if report is None:
+        return {"project": project}
+    tests = [t for step in report.steps for t in report.tests_of(step)]
+    failing = len(report.failing_tests())
+    if not tests:
+        verdict, passed = "no tests", None
+    elif failing:
+        verdict, passed = f"{failing} of {len(tests)} tests did not pass", False
+    else:
+        verdict, passed = f"{len(tests)} tests passed", True
+    built = len(report.built_steps())
+    return {
+        "project": report.run.project_name or project,
+        "verdict": f"{verdict}; {built} of {len(report.steps)} models built",
+        "passed": passed if not report.failed_steps() else False,
+    }
+
+
 def read_report(hook: DuckLakeHook, run_id: str, snap: Snapshot, log: Any) -> RunReport:
     """Read a finished run's steps and test results, and log them as a table."""
     report = hook.run_report(run_id, run=ModelRun.model_validate(snap.data))

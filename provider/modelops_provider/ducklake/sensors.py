@@ -11,7 +11,7 @@ from modelops_provider.core.validation import require_bool, require_uuid
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report, run_failure_message
+from modelops_provider.ducklake.report import gate, read_report, record_details, run_failure_message
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class DuckLakeModelRunSensor(PollingSensor):
     hook_class = DuckLakeHook
     trigger_class = DuckLakeModelRunTrigger
     what = "DuckLake model run"
+    service = "DuckLake"
+    kind = "model run"
 
     def __init__(
         self,
@@ -62,10 +64,17 @@ class DuckLakeModelRunSensor(PollingSensor):
     def push_links(self, context: Context) -> None:
         DuckLakeModelRunLink.push(context, self.hook.run_url(self.run_id))
 
+    def remote(self) -> tuple[str, str | None]:
+        return self.run_id, self.hook.run_url(self.run_id)
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return record_details(getattr(self, "_report", None), None)
+
     def _settle(self, snap: Snapshot) -> Any:
+        self._record_snap = snap
         if snap.outcome is not Outcome.SUCCEEDED:
             url = self.hook.run_url(self.run_id)
             raise JobFailedError(run_failure_message(self.hook, self.describe(), self.run_id, snap, url, self.log))
-        report = read_report(self.hook, self.run_id, snap, self.log)
+        report = self._report = read_report(self.hook, self.run_id, snap, self.log)
         gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(), log=self.log)
         return report.summary()

@@ -27,7 +27,7 @@ from modelops_provider.foundry.checks import (
     table,
 )
 from modelops_provider.foundry.hooks import FoundryHook
-from modelops_provider.foundry.links import ModelStudioRunLink
+from modelops_provider.foundry.links import ModelStudioRunLink, model_version_of
 from modelops_provider.foundry.outputs import VersionRef, resolve_version
 from modelops_provider.foundry.registry_api import (
     INFERENCE_FAILURE,
@@ -70,6 +70,8 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
     trigger_class = ModelStudioRunTrigger
     external_id_key = "foundry_model_studio_run"
     what = "Model Studio run"
+    service = "Foundry"
+    kind = "training run"
     ui_color = "#d6e4f0"
 
     def __init__(
@@ -132,6 +134,9 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
             f"Model Studio run {job['run_id']} (build {job['build_rid']}) ended {snap.status}. "
             f"See {hook.run_url(job['model_studio_rid'], job['run_id'])}"
         )
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return {"model_version": model_version_of(snap.data if snap else None)}
 
 
 # --- the verification chain: metrics gate, promotion, inference check ------------------------------

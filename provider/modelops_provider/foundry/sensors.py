@@ -9,8 +9,9 @@ from airflow.providers.common.compat.sdk import PokeReturnValue
 
 from modelops_provider.core.sensors import PollingSensor
 from modelops_provider.core.validation import require_rid, require_text, seconds
+from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.hooks import FoundryHook
-from modelops_provider.foundry.links import LiveDeploymentLink, ModelStudioRunLink
+from modelops_provider.foundry.links import LiveDeploymentLink, ModelStudioRunLink, model_version_of
 from modelops_provider.foundry.outputs import resolve_version
 from modelops_provider.foundry.status import LiveDeploymentWatch
 from modelops_provider.foundry.triggers import LiveDeploymentTrigger, ModelStudioRunTrigger
@@ -31,6 +32,8 @@ class ModelStudioRunSensor(PollingSensor):
     hook_class = FoundryHook
     trigger_class = ModelStudioRunTrigger
     what = "Model Studio run"
+    service = "Foundry"
+    kind = "training run"
 
     def __init__(
         self,
@@ -58,6 +61,12 @@ class ModelStudioRunSensor(PollingSensor):
 
     def push_links(self, context: Context) -> None:
         ModelStudioRunLink.push(context, self.hook.run_url(self.model_studio_rid, self.run_id))
+
+    def remote(self) -> tuple[str, str | None]:
+        return self.run_id, self.hook.run_url(self.model_studio_rid, self.run_id)
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return {"model_version": model_version_of(snap.data if snap else None)}
 
 
 class LiveDeploymentSensor(PollingSensor):
@@ -88,6 +97,8 @@ class LiveDeploymentSensor(PollingSensor):
     hook_class = FoundryHook
     trigger_class = LiveDeploymentTrigger
     what = "Live deployment"
+    service = "Foundry"
+    kind = "deployment check"
     degraded_since_key = "foundry_live_deployment_degraded_since"
 
     def __init__(
@@ -142,6 +153,19 @@ class LiveDeploymentSensor(PollingSensor):
 
     def push_links(self, context: Context) -> None:
         LiveDeploymentLink.push(context, self.hook.live_deployment_url(self.live_deployment_rid))
+
+    def remote(self) -> tuple[str, str | None]:
+        return self.live_deployment_rid, self.hook.live_deployment_url(self.live_deployment_rid)
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        served = ((snap.data.get("modelVersion") or {}).get("modelVersionRid") if snap else None) or None
+        expected = self.watch.expected_model_version_rid if self._watch is not None else None
+        if error is None and snap is not None:
+            verdict = f"serves {'the expected version' if expected else served}, {snap.status}"
+            return {"model_version": served, "verdict": verdict, "passed": True}
+        if error is not None:
+            return {"model_version": served, "verdict": snap.reason if snap else None, "passed": False}
+        return {"model_version": served}
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         # In reschedule mode every poke is a new process: keep the DEGRADED clock in the task state

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
+from modelops_provider.core.records import FAILED, RECORD_KEY, RUNNING, SUCCEEDED, RunRecorder
 from modelops_provider.core.validation import require_count
 from modelops_provider.pluto import DEFAULT_CONN_ID
 from modelops_provider.pluto.links import PlutoRunLink
@@ -123,7 +124,22 @@ def _check_refs(name: str, refs: Mapping[str, Any] | None) -> dict[str, tuple[st
     return out
 
 
-class PlutoStartRunOperator(BaseOperator):
+class PlutoRecorder(RunRecorder):
+    """Run records of the DAG run's Pluto run: opened by the start task, closed by the finish task."""
+
+    service = "Pluto"
+    kind = "tracking run"
+    _pluto: tuple[str, str | None] | None = None
+    _pluto_details: dict[str, Any] | None = None
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        return None if self._pluto is None else (self._pluto[0], self._pluto[1], None)
+
+    def record_details(self, snap: Any, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return self._pluto_details or {}
+
+
+class PlutoStartRunOperator(PlutoRecorder, BaseOperator):
     """Open the Pluto run of this DAG run (use it as a setup task); a retry or a cleared re-run of the
     DAG run resumes the same Pluto run (Pluto's ``externalId``), which goes back to RUNNING.
 
@@ -213,6 +229,8 @@ class PlutoStartRunOperator(BaseOperator):
         ti.xcom_push(key="displayId", value=run.display_id)
         ti.xcom_push(key="url", value=url)
         PlutoRunLink.push(context, url)
+        self._pluto = (str(run.run_id), url)
+        self.record_run(context, RUNNING, status="RUNNING")
         return {
             **run.to_json(),
             "projectName": run.project_name or self.project_name,
@@ -222,7 +240,7 @@ class PlutoStartRunOperator(BaseOperator):
         }
 
 
-class PlutoFinishRunOperator(BaseOperator):
+class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
     """Close the Pluto run of this DAG run with its outcome (use it as a teardown task).
 
     Sets COMPLETED when every task of the DAG run succeeded or was skipped, FAILED otherwise, with
@@ -399,6 +417,18 @@ class PlutoFinishRunOperator(BaseOperator):
             f"unfinished: {failures['unfinishedTasks']})",
             url,
         )
+        self._pluto = (str(run_id), url or None)
+        troubles = [t for kind in ("failedTasks", "upstreamFailedTasks", "unfinishedTasks") for t in failures[kind]]
+        self._pluto_details = {
+            "closes": True,
+            "metrics": metrics,
+            "passed": status == "COMPLETED",
+            "verdict": "all tasks succeeded" if status == "COMPLETED" else f"not successful: {', '.join(troubles)}",
+        }
+        # The start task's record: this one continues it (its start time and status events).
+        opened = ti.xcom_pull(task_ids=start_task_id, key=RECORD_KEY)
+        self._record = opened if isinstance(opened, dict) else None
+        self.record_run(context, SUCCEEDED if status == "COMPLETED" else FAILED, status=status, error=error)
         if error is not None:
             raise error
         return {"runId": run_id, "status": status, "url": url, "metrics": metrics, **metadata}
