@@ -419,8 +419,10 @@ def test_provider_info_declares_the_ducklake_connection_form():
     assert conn["hook-class-name"] == "modelops_provider.ducklake.hooks.DuckLakeHook"
     fields = conn["conn-fields"]
     assert {"scheme", "path_prefix", "auth_type", "ui_url_template", "cancel_route", "read_timeout"} <= set(fields)
-    assert fields["auth_type"]["schema"]["enum"] == ["bearer", "api_key", None]
-    assert fields["cancel_route"]["schema"]["enum"] == ["cancel", "cancellations", None]
+    assert fields["auth_type"]["schema"]["enum"] == ["bearer", "api_key"]
+    assert fields["auth_type"]["schema"]["default"] == "bearer"
+    assert fields["cancel_route"]["schema"]["enum"] == ["detect", "cancel", "cancellations"]
+    assert fields["cancel_route"]["schema"]["default"] == "detect"
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "JWT or API key"
     assert "modelops_provider.ducklake.links.DuckLakeModelRunLink" in info["extra-links"]
     assert DuckLakeHook.default_conn_name == "ducklake_default" and DuckLakeHook.conn_type == "ducklake"
@@ -428,4 +430,5 @@ def test_provider_info_declares_the_ducklake_connection_form():
 
 def test_sandbox_cli_prints_the_ducklake_connection(sandbox_cli):
     conn = sandbox_cli["exports"]["AIRFLOW_CONN_DUCKLAKE_DEFAULT"]
-    assert conn["conn_type"] == "ducklake" and conn["host"] == "127.0.0.1" and conn["extra"]["auth_type"] == "bearer"
+    assert conn["conn_type"] == "ducklake" and conn["host"] == "http://127.0.0.1"
+    assert conn["extra"]["auth_type"] == "bearer"

@@ -7,26 +7,34 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Connection form fields (``conn-fields``). The form shows a literal "null" option for an enum that
+# allows null, so every enum has a default instead; text fields suggest values (``examples``, the
+# form's placeholder and suggestion list) and number fields show their default.
 SCHEME_FIELD: dict[str, Any] = {
     "label": "Scheme",
-    "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+    "schema": {
+        "type": "string",
+        "enum": ["https", "http"],
+        "default": "https",
+        "values_display": {"https": "https", "http": "http (only for a local sandbox)"},
+    },
     "description": "https unless set to http (only for a local sandbox).",
 }
 
 TIMEOUT_FIELDS: dict[str, Any] = {
     "connect_timeout": {
         "label": "Connect timeout (s)",
-        "schema": {"type": ["number", "null"], "minimum": 0},
+        "schema": {"type": ["number", "null"], "minimum": 0, "default": 10},
         "description": "Seconds to wait for a connection (default 10).",
     },
     "read_timeout": {
         "label": "Read timeout (s)",
-        "schema": {"type": ["number", "null"], "minimum": 0},
+        "schema": {"type": ["number", "null"], "minimum": 0, "default": 30},
         "description": "Seconds to wait for an answer (default 30).",
     },
     "retry_max_attempts": {
         "label": "Max attempts per request",
-        "schema": {"type": ["integer", "null"], "minimum": 1},
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 6},
         "description": "Attempts on 429/502/503/504 and connection errors (default 6).",
     },
 }

@@ -336,7 +336,7 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
             )
             return self.poll_until_complete(current, context)
         self._job = job
-        with self.recording(context):
+        with self.recording(context, resumed=True):
             with self._stop_job_if_waiting_fails(job, context):
                 snap = unpack_event(event)
             self.log.info("%s: %s", self.describe(job), snap.summary)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from modelops_provider.core.waiting import Snapshot
 
 RECORD_KEY = "modelops_run"
+# What only the task's "Remote run" tab shows (DuckLake steps and test results), kept out of the
+# record so that the list page reads small values.
+DETAIL_KEY = "modelops_run_detail"
 VERSION = 1
 
 # The outcomes a record can have (the page's status filter).
@@ -81,7 +84,7 @@ def build_record(
     same_run = bool(previous) and previous.get("remote_id") == remote_id  # type: ignore[union-attr]
     prev = dict(previous) if same_run and previous else {}
     events: list[list[Any]] = [list(e) for e in prev.get("events") or []]
-    label = status or outcome.upper()
+    label = status or (outcome.upper() if events else "STARTED")
     if not events or events[-1][1] != label or prev.get("outcome") != outcome:
         events.append([round(now, 3), label, outcome])
     events = events[-MAX_EVENTS:]
@@ -141,6 +144,7 @@ class RunRecorder:
     _record: dict[str, Any] | None = None
     _record_snap: Snapshot | None = None
     _record_result: Any = None
+    _record_resumed = False
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
         """``model_version``, ``verdict``, ``passed``, ``metrics``, ``project``, ``closes`` for the record
@@ -168,10 +172,11 @@ class RunRecorder:
         try:
             ti = context["ti"]
             previous = self._record
-            if previous is None:
+            if previous is None and self._record_resumed:
                 # A task resumed after deferral is a new operator object: read what the first half wrote.
                 previous = ti.xcom_pull(task_ids=ti.task_id, key=RECORD_KEY, map_indexes=ti.map_index)
             details = dict(self.record_details(snap, result, error))
+            detail = details.pop("detail", None)
             if error is not None and "message" not in details:
                 details["message"] = str(error).splitlines()[0] if str(error) else type(error).__name__
             if error is not None and "verdict" not in details and snap is not None and snap.reason:
@@ -190,14 +195,17 @@ class RunRecorder:
             )
             ti.xcom_push(key=RECORD_KEY, value=record)
             self._record = record
+            if detail:
+                ti.xcom_push(key=DETAIL_KEY, value=detail)
         except Exception:
             self.log.warning("Could not write the run record", exc_info=True)
 
     @contextmanager
-    def recording(self, context: Context) -> Iterator[None]:
-        """Around ``execute``/``execute_complete``: the final record when the task ends (a deferral or
-        reschedule leaves the run running)."""
+    def recording(self, context: Context, *, resumed: bool = False) -> Iterator[None]:
+        """Around ``execute`` (and, with ``resumed``, ``execute_complete``): the final record when the
+        task ends (a deferral or reschedule leaves the run running)."""
         self._record_snap = None
+        self._record_resumed = resumed
         try:
             yield
         except BaseException as exc:

@@ -161,7 +161,7 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
         self.defer(trigger=self.make_trigger(deadline), method_name="execute_complete", timeout=None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        with self.recording(context):
+        with self.recording(context, resumed=True):
             try:
                 snap = unpack_event(event)
             except JobTimeoutError as exc:

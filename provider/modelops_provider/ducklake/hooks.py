@@ -61,8 +61,9 @@ def ui_url_template(value: Any) -> str | None:
 
 
 def cancel_route(value: Any) -> str | None:
-    """The connection extra ``cancel_route``: None (not set) lets the hook find the route itself."""
-    if value in (None, ""):
+    """The connection extra ``cancel_route``: None (not set, or ``detect``, the connection form's
+    default) lets the hook find the route itself."""
+    if value in (None, "", "detect"):
         return None
     if value not in CANCEL_ROUTES:
         raise ValueError(

@@ -20,26 +20,43 @@ INFO: dict[str, Any] = {
                 "scheme": SCHEME_FIELD,
                 "path_prefix": {
                     "label": "API path prefix",
-                    "schema": {"type": ["string", "null"]},
+                    "schema": {"type": ["string", "null"], "examples": ["/v1"]},
                     "description": "Prefix of the API paths (default /v1).",
                 },
                 "auth_type": {
                     "label": "Auth kind",
-                    "schema": {"type": ["string", "null"], "enum": ["bearer", "api_key", None]},
+                    "schema": {
+                        "type": "string",
+                        "enum": ["bearer", "api_key"],
+                        "default": "bearer",
+                        "values_display": {"bearer": "bearer (JWT)", "api_key": "api_key (X-API-Key)"},
+                    },
                     "description": "bearer (default): the password is a JWT sent as 'Authorization: Bearer'; "
                     "api_key: the password is an API key sent as 'X-API-Key'.",
                 },
                 "ui_url_template": {
                     "label": "UI URL template",
-                    "schema": {"type": ["string", "null"]},
+                    "schema": {
+                        "type": ["string", "null"],
+                        "examples": ["https://ducklake.example.com/model-runs/{run_id}"],
+                    },
                     "description": "Link to a run, e.g. https://ducklake.example.com/model-runs/{run_id} "
                     "(may also use {project_name} and {base_url}). Default: the run's API URL.",
                 },
                 "cancel_route": {
                     "label": "Cancel route",
-                    "schema": {"type": ["string", "null"], "enum": ["cancel", "cancellations", None]},
+                    "schema": {
+                        "type": "string",
+                        "enum": ["detect", "cancel", "cancellations"],
+                        "default": "detect",
+                        "values_display": {
+                            "detect": "detect (try /cancel, then /cancellations)",
+                            "cancel": "cancel (2026-03-01 API)",
+                            "cancellations": "cancellations (newer servers)",
+                        },
+                    },
                     "description": "cancel: POST /model-runs/{id}/cancel (the 2026-03-01 API); cancellations: "
-                    "POST /model-runs/{id}/cancellations (newer servers). Empty: try /cancel, fall back to "
+                    "POST /model-runs/{id}/cancellations (newer servers). detect: try /cancel, fall back to "
                     "/cancellations on 404/405 and remember the answer for the rest of the task try.",
                 },
                 **TIMEOUT_FIELDS,

@@ -134,6 +134,11 @@ class RunReport:
         }
 
 
+# What the task's "Remote run" tab shows of each step and test.
+STEP_DETAIL = ("model_name", "status", "rows_affected", "started_at", "finished_at", "error_message")
+TEST_DETAIL = ("model_name", "test_name", "status", "rows_returned", "error_message")
+
+
 def record_details(report: RunReport | None, project: str | None) -> dict[str, Any]:
     """The run record's verdict (core/records.py): the tests' tally and whether they all passed."""
     if report is None:
@@ -147,10 +152,15 @@ def record_details(report: RunReport | None, project: str | None) -> dict[str, A
     else:
         verdict, passed = f"{len(tests)} tests passed", True
     built = len(report.built_steps())
+    summary = report.summary()
     return {
         "project": report.run.project_name or project,
         "verdict": f"{verdict}; {built} of {len(report.steps)} models built",
         "passed": passed if not report.failed_steps() else False,
+        "detail": {
+            "steps": [{k: s.get(k) for k in STEP_DETAIL} for s in summary["steps"]],
+            "tests": [{k: t.get(k) for k in TEST_DETAIL} for t in summary["tests"]],
+        },
     }
 
 

@@ -23,16 +23,19 @@ INFO: dict[str, Any] = {
                 "scheme": SCHEME_FIELD,
                 "client_id": {
                     "label": "OAuth2 client id",
-                    "schema": {"type": ["string", "null"]},
+                    "schema": {"type": ["string", "null"], "examples": ["<client id of a third-party application>"]},
                     "description": "Client credentials instead of a token.",
                 },
                 "client_secret": {
                     "label": "OAuth2 client secret",
-                    "schema": {"type": ["string", "null"], "format": "password"},
+                    "schema": {"type": ["string", "null"], "format": "password", "examples": ["<client secret>"]},
                 },
                 "scopes": {
                     "label": "OAuth2 scopes",
-                    "schema": {"type": ["string", "null"]},
+                    "schema": {
+                        "type": ["string", "null"],
+                        "examples": ["api:models-read api:models-write api:orchestration-read api:orchestration-write"],
+                    },
                     "description": "Space-separated, e.g. 'api:models-read api:models-write api:orchestration-write'.",
                 },
                 **TIMEOUT_FIELDS,
@@ -42,6 +45,7 @@ INFO: dict[str, Any] = {
                 "relabeling": {"host": "Foundry hostname", "password": "Token"},
                 "placeholders": {
                     "host": "mycompany.palantirfoundry.com",
+                    "port": "443 (leave empty)",
                     "password": "a user or service token (leave empty with client credentials)",
                 },
             },

@@ -159,9 +159,10 @@ class LiveDeploymentSensor(PollingSensor):
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
         served = ((snap.data.get("modelVersion") or {}).get("modelVersionRid") if snap else None) or None
-        expected = self.watch.expected_model_version_rid if self._watch is not None else None
         if error is None and snap is not None:
-            verdict = f"serves {'the expected version' if expected else served}, {snap.status}"
+            expected = bool(self.expected_model_version_rid)
+            ready = ", ready" if (snap.data.get("status") or {}).get("isReady") else ""
+            verdict = f"{'serves the expected version' if expected else 'serving'}: {snap.status}{ready}"
             return {"model_version": served, "verdict": verdict, "passed": True}
         if error is not None:
             return {"model_version": served, "verdict": snap.reason if snap else None, "passed": False}

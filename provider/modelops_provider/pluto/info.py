@@ -13,7 +13,7 @@ NAME = "Pluto (Trainy)"
 def _url_field(label: str, default: str, description: str) -> dict[str, Any]:
     return {
         "label": label,
-        "schema": {"type": ["string", "null"], "format": "uri", "default": default},
+        "schema": {"type": ["string", "null"], "format": "uri", "default": default, "examples": [default]},
         "description": f"{description} Default {default}.",
     }
 

@@ -398,11 +398,10 @@ def connection_env(base_url: str) -> dict[str, str]:
     host, _, port = base_url.split("://", 1)[1].rpartition(":")
     conn = {
         "conn_type": "ducklake",
-        "host": host,
+        "host": f"http://{host}",  # not a "scheme" extra: see the Foundry sandbox's connection
         "port": int(port),
         "password": SANDBOX_JWT,
         "extra": {
-            "scheme": "http",
             "auth_type": "bearer",
             "ui_url_template": base_url + "/ui/ducklake/model-runs/{run_id}",
         },

@@ -1,0 +1,1 @@
+"""The "Model runs" page and the task instances' "Remote run" tab (an Airflow plugin)."""
