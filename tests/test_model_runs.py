@@ -1,0 +1,293 @@
+"""Run records (XCom ``modelops_run``) written by real DAG runs against the sandbox, and the "Model
+runs" page's query and app (filters, paging, readable DAGs, authentication)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from dagrun import run_dag
+from ducklake_helpers import script_project
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+START = datetime(2026, 1, 1)
+STUDIO_OK = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000001"
+STUDIO_FAILS = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000002"
+DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000001"
+
+
+def dag_of(dag_id: str, build: Any) -> Any:
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
+        build()
+    return dag
+
+
+def records(dag_id: str) -> dict[str, dict[str, Any]]:
+    """Every run record of a DAG's runs, by task id (raw from the XCom table, as the page reads it)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_id, key="modelops_run").all()
+        return {row.task_id: row.value for row in rows}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_training_and_deployment_check_records(modelops_sandbox, deferrable):
+    from modelops_provider.foundry.operators import ModelStudioLaunchOperator
+    from modelops_provider.foundry.sensors import LiveDeploymentSensor
+
+    def build() -> None:
+        train = ModelStudioLaunchOperator(
+            task_id="train", model_studio_rid=STUDIO_OK, poll_interval=0.2, deferrable=deferrable
+        )
+        verify = LiveDeploymentSensor(
+            task_id="verify",
+            live_deployment_rid=DEPLOYMENT,
+            expected_model_version_rid=train.output,
+            poke_interval=0.2,
+            deferrable=deferrable,
+        )
+        train >> verify
+
+    dag_id = f"rec_train_{deferrable}"
+    result = run_dag(dag_of(dag_id, build))
+    assert result.state == "success"
+    run = result.task("train").xcom["return_value"]
+    version = run["resolvedOutputs"]["model"]["modelVersionRid"]
+    recs = records(dag_id)
+
+    train = recs["train"]
+    assert train["service"] == "Foundry" and train["kind"] == "training run"
+    assert train["remote_id"] == run["runId"] and train["url"].endswith(f"/runs/{run['runId']}")
+    assert (train["outcome"], train["status"], train["model_version"]) == ("succeeded", "SUCCEEDED", version)
+    assert train["started_at"] <= train["ended_at"]
+    # The timeline starts at the launch and ends with the verdict; the deferrable path carried the
+    # first half's events over the deferral.
+    assert train["events"][0][1] == "STARTED" and train["events"][-1][1:] == ["SUCCEEDED", "succeeded"]
+
+    verify = recs["verify"]
+    assert (verify["kind"], verify["remote_id"], verify["model_version"]) == ("deployment check", DEPLOYMENT, version)
+    assert verify["passed"] is True and verify["verdict"].startswith("serves the expected version: ACTIVE")
+
+
+def test_failed_training_and_timeout_records(modelops_sandbox):
+    from modelops_provider.foundry.operators import ModelStudioLaunchOperator
+
+    modelops_sandbox.control.foundry_studio(STUDIO_FAILS, outcome="FAILED", duration_s=0.5)
+    slow = "ri.models.main.model-studio.00000000-0000-4000-8000-0000000000aa"
+    modelops_sandbox.control.foundry_studio(slow, outcome="SUCCEEDED", duration_s=30)
+
+    def build() -> None:
+        ModelStudioLaunchOperator(task_id="fails", model_studio_rid=STUDIO_FAILS, poll_interval=0.2)
+        ModelStudioLaunchOperator(task_id="slow", model_studio_rid=slow, poll_interval=0.2, timeout=1, deferrable=True)
+
+    result = run_dag(dag_of("rec_failures", build))
+    assert result.task("fails").state == "failed" and result.task("slow").state == "failed"
+    recs = records("rec_failures")
+    assert (recs["fails"]["outcome"], recs["fails"]["status"]) == ("failed", "FAILED")
+    assert "ended FAILED" in recs["fails"]["message"]
+    assert recs["slow"]["outcome"] == "timed out" and recs["slow"]["ended_at"] is not None
+
+
+def test_ducklake_records_tally_tests_and_keep_steps_apart(modelops_sandbox):
+    from modelops_provider.ducklake.operators import DuckLakeModelRunOperator
+
+    control = modelops_sandbox.control
+    script_project(
+        control,
+        "recshop",
+        {"name": "stg", "rows_affected": 10, "tests": [{"name": "t1"}, {"name": "t2"}]},
+        {"name": "fct", "rows_affected": 5, "tests": [{"name": "t3", "status": "FAIL", "rows_returned": 2}]},
+    )
+
+    def build() -> None:
+        DuckLakeModelRunOperator(task_id="transform", project_name="recshop", poll_interval=0.1, deferrable=True)
+
+    result = run_dag(dag_of("rec_ducklake", build))
+    assert result.task("transform").state == "failed"  # the test gate
+    rec = records("rec_ducklake")["transform"]
+    assert (rec["service"], rec["outcome"], rec["status"], rec["project"]) == (
+        "DuckLake",
+        "failed",
+        "SUCCESS",
+        "recshop",
+    )
+    assert rec["passed"] is False and rec["verdict"] == "1 of 3 tests did not pass; 2 of 2 models built"
+    assert "steps" not in rec  # the list page reads small values
+    detail = result.task("transform").xcom["modelops_run_detail"]
+    assert [(s["model_name"], s["rows_affected"]) for s in detail["steps"]] == [("stg", 10), ("fct", 5)]
+    assert [(t["test_name"], t["status"]) for t in detail["tests"]] == [("t1", "PASS"), ("t2", "PASS"), ("t3", "FAIL")]
+
+
+def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
+    from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
+
+    def build() -> None:
+        start = PlutoStartRunOperator(task_id="start", project_name="recs")
+        finish = PlutoFinishRunOperator(task_id="finish", metrics={"loss": 0.25})
+        start >> finish.as_teardown(setups=start)
+
+    result = run_dag(dag_of("rec_pluto", build))
+    assert result.state == "success"
+    recs = records("rec_pluto")
+    assert (recs["start"]["outcome"], recs["start"].get("closes")) == ("running", None)
+    finish = recs["finish"]
+    assert finish["closes"] is True and finish["remote_id"] == recs["start"]["remote_id"]
+    assert (finish["outcome"], finish["status"], finish["metrics"]) == ("succeeded", "COMPLETED", {"loss": 0.25})
+    assert finish["started_at"] == recs["start"]["started_at"]  # one run, from its opening
+    assert [e[1] for e in finish["events"]] == ["RUNNING", "COMPLETED"]
+
+
+# --- the page's query ----------------------------------------------------------------------------
+def _fake_records(dag_id: str, rows: list[dict[str, Any]]) -> None:
+    """Store records as the operators do (XCom of real task instances of a real DAG run)."""
+    from airflow.sdk import DAG
+    from airflow.sdk import task as task_decorator
+
+    def build() -> None:
+        for i, rec in enumerate(rows):
+
+            @task_decorator(task_id=f"t{i}")
+            def push(rec: dict[str, Any] = rec, **context: Any) -> None:
+                context["ti"].xcom_push(key="modelops_run", value=rec)
+
+            push()
+
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
+        build()
+    assert run_dag(dag).state == "success"
+
+
+def _rec(remote_id: str, service: str, outcome: str, started_at: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "service": service,
+        "kind": "k",
+        "remote_id": remote_id,
+        "outcome": outcome,
+        "started_at": started_at,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def stored(airflow_db):
+    _fake_records(
+        "page_a",
+        [
+            _rec("a1", "Foundry", "succeeded", 100.0),
+            _rec("a2", "DuckLake", "failed", 300.0),
+            _rec("p1", "Pluto", "running", 50.0),
+            _rec("p1", "Pluto", "succeeded", 50.0, closes=True),
+        ],
+    )
+    _fake_records("page_b", [_rec(f"b{i}", "DuckLake", "succeeded", 200.0 + i) for i in range(5)])
+
+
+def _list(readable: set[str], **kwargs: Any) -> Any:
+    from airflow.api_fastapi.core_api.security import PermittedXComFilter
+    from airflow.utils.session import create_session
+
+    from modelops_provider.ui.query import list_runs
+
+    with create_session() as session:
+        page = list_runs(session, PermittedXComFilter(readable), **kwargs)
+        return page, [r.record["remote_id"] for r in page.rows]
+
+
+def test_list_is_newest_first_and_hides_closed_openings(stored):
+    page, ids = _list({"page_a", "page_b"})
+    assert ids == ["a2", "b4", "b3", "b2", "b1", "b0", "a1", "p1"]
+    assert page.total == 8 and page.dag_ids == ["page_a", "page_b"]
+    assert page.rows[-1].record.get("closes") is True  # the Pluto run as it ended, listed once
+    assert all(r.task_state == "success" for r in page.rows)
+
+
+def test_list_filters_and_pages(stored):
+    assert _list({"page_a", "page_b"}, service="DuckLake")[1] == ["a2", "b4", "b3", "b2", "b1", "b0"]
+    assert _list({"page_a", "page_b"}, outcome="failed")[1] == ["a2"]
+    assert _list({"page_a", "page_b"}, dag_id="page_a")[1] == ["a2", "a1", "p1"]
+    page, ids = _list({"page_a", "page_b"}, page=2, per_page=3)
+    assert ids == ["b2", "b1", "b0"] and (page.page, page.pages, page.total) == (2, 3, 8)
+    page, ids = _list({"page_a", "page_b"}, page=99, per_page=3)  # past the end: the last page
+    assert ids == ["a1", "p1"] and page.page == 3
+
+
+def test_list_shows_only_readable_dags(stored):
+    page, ids = _list({"page_b"})
+    assert ids == ["b4", "b3", "b2", "b1", "b0"] and page.dag_ids == ["page_b"]
+    assert _list({"page_b"}, dag_id="page_a")[1] == []  # asking for another DAG does not help
+    assert _list(set())[1] == []
+
+
+def test_page_escapes_record_values_and_links_only_http_urls():
+    from modelops_provider.ui import pages
+    from modelops_provider.ui.query import RunPage, RunRow
+
+    row = RunRow(
+        "d",
+        "r+1",
+        "t",
+        -1,
+        _rec("<script>x</script>", "Foundry", "succeeded", 1.0, url="javascript:alert(1)", verdict="<b>"),
+    )
+    html = pages.runs_page(
+        RunPage([row], 1, 1, 50, ["d"]), pages.Links("", "/modelops"), dag_id=None, service=None, outcome=None
+    )
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "javascript:alert" not in html and "&lt;b&gt;" in html
+    assert 'href="/dags/d/runs/r%2B1/tasks/t"' in html
+
+
+def test_plugin_app_refuses_an_unauthenticated_request():
+    from fastapi.testclient import TestClient
+
+    from modelops_provider.ui.app import create_app
+
+    client = TestClient(create_app())
+    for path in ("/runs", "/task?dag_id=d&run_id=r&task_id=t"):
+        response = client.get(path)
+        assert response.status_code == 401, (path, response.text)
+    assert client.get("/runs", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
+
+
+def test_plugin_is_registered_and_light():
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="airflow.plugins") if e.name == "modelops"]
+    assert entry.value == "modelops_provider.ui.plugin:ModelOpsPlugin"
+    code = (
+        "import sys; import modelops_provider.ui.plugin as p; "
+        "heavy = ('fastapi', 'modelops_provider.ui.app', 'modelops_provider.ui.query'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    views = {v["url_route"]: v for v in entry.load().external_views}
+    assert views["model-runs"]["destination"] == "nav" and views["model-runs"]["category"] == "browse"
+    assert views["remote-run"]["destination"] == "task_instance"
+
+
+def test_connection_forms_have_no_null_options_and_suggest_every_text_field():
+    from modelops_provider import get_provider_info
+
+    for conn in get_provider_info()["connection-types"]:
+        for name, field in conn["conn-fields"].items():
+            schema = field["schema"]
+            if "enum" in schema:
+                assert None not in schema["enum"] and schema.get("default") in schema["enum"], (conn, name)
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            if "string" in types and "enum" not in schema:
+                assert schema.get("examples") or schema.get("default"), (conn["connection-type"], name)
+            if {"number", "integer"} & set(types):
+                assert schema.get("default") is not None, (conn["connection-type"], name)
+        hidden = set(conn["ui-field-behaviour"]["hidden-fields"])
+        visible = {"host", "port", "password", "login"} - hidden
+        assert visible <= set(conn["ui-field-behaviour"]["placeholders"]), conn["connection-type"]
