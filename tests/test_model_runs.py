@@ -138,7 +138,8 @@ def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
     recs = records("rec_pluto")
     assert (recs["start"]["outcome"], recs["start"].get("closes")) == ("running", None)
     finish = recs["finish"]
-    assert finish["closes"] is True and finish["remote_id"] == recs["start"]["remote_id"]
+    assert finish["closes"] == "start" and finish["remote_id"] == recs["start"]["remote_id"]
+    assert result.task("finish").xcom["modelops_run_closes"] == {"task_id": "start"}
     assert (finish["outcome"], finish["status"], finish["metrics"]) == ("succeeded", "COMPLETED", {"loss": 0.25})
     assert finish["started_at"] == recs["start"]["started_at"]  # one run, from its opening
     assert [e[1] for e in finish["events"]] == ["RUNNING", "COMPLETED"]
@@ -156,6 +157,8 @@ def _fake_records(dag_id: str, rows: list[dict[str, Any]]) -> None:
             @task_decorator(task_id=f"t{i}")
             def push(rec: dict[str, Any] = rec, **context: Any) -> None:
                 context["ti"].xcom_push(key="modelops_run", value=rec)
+                if rec.get("closes"):
+                    context["ti"].xcom_push(key="modelops_run_closes", value={"task_id": rec["closes"]})
 
             push()
 
@@ -183,7 +186,7 @@ def stored(airflow_db):
             _rec("a1", "Foundry", "succeeded", 100.0),
             _rec("a2", "DuckLake", "failed", 300.0),
             _rec("p1", "Pluto", "running", 50.0),
-            _rec("p1", "Pluto", "succeeded", 50.0, closes=True),
+            _rec("p1", "Pluto", "succeeded", 50.0, closes="t2"),
         ],
     )
     _fake_records("page_b", [_rec(f"b{i}", "DuckLake", "succeeded", 200.0 + i) for i in range(5)])
@@ -204,7 +207,7 @@ def test_list_is_newest_first_and_hides_closed_openings(stored):
     page, ids = _list({"page_a", "page_b"})
     assert ids == ["a2", "b4", "b3", "b2", "b1", "b0", "a1", "p1"]
     assert page.total == 8 and page.dag_ids == ["page_a", "page_b"]
-    assert page.rows[-1].record.get("closes") is True  # the Pluto run as it ended, listed once
+    assert page.rows[-1].record.get("closes") == "t2"  # the Pluto run as it ended, listed once
     assert all(r.task_state == "success" for r in page.rows)
 
 

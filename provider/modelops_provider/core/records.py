@@ -30,6 +30,9 @@ RECORD_KEY = "modelops_run"
 # What only the task's "Remote run" tab shows (DuckLake steps and test results), kept out of the
 # record so that the list page reads small values.
 DETAIL_KEY = "modelops_run_detail"
+# A task that closes a run another task of its DAG run opened (the Pluto finish task) notes the
+# opener's task id here; the list then shows the run once, as it ended.
+CLOSES_KEY = "modelops_run_closes"
 VERSION = 1
 
 # The outcomes a record can have (the page's status filter).
@@ -110,7 +113,7 @@ def build_record(
     record["message"] = _text(details.get("message"))
     if details.get("closes"):
         # This record ends the run another task of the DAG run opened: the page shows this one only.
-        record["closes"] = True
+        record["closes"] = str(details["closes"])
     return record
 
 
@@ -147,8 +150,8 @@ class RunRecorder:
     _record_resumed = False
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        """``model_version``, ``verdict``, ``passed``, ``metrics``, ``project``, ``closes`` for the record
-        (all optional)."""
+        """``model_version``, ``verdict``, ``passed``, ``metrics``, ``project``, ``detail`` (for the
+        task's tab only) and ``closes`` (the task id of the opener this task closes), all optional."""
         return {}
 
     def record_target(self) -> tuple[str, str | None, float | None] | None:
@@ -197,6 +200,8 @@ class RunRecorder:
             self._record = record
             if detail:
                 ti.xcom_push(key=DETAIL_KEY, value=detail)
+            if record.get("closes"):
+                ti.xcom_push(key=CLOSES_KEY, value={"task_id": record["closes"]})
         except Exception:
             self.log.warning("Could not write the run record", exc_info=True)
 

@@ -420,7 +420,7 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         self._pluto = (str(run_id), url or None)
         troubles = [t for kind in ("failedTasks", "upstreamFailedTasks", "unfinishedTasks") for t in failures[kind]]
         self._pluto_details = {
-            "closes": True,
+            "closes": start_task_id,
             "metrics": metrics,
             "passed": status == "COMPLETED",
             "verdict": "all tasks succeeded" if status == "COMPLETED" else f"not successful: {', '.join(troubles)}",

@@ -13,10 +13,10 @@ from typing import Any
 
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
-from sqlalchemy import Select, and_, exists, func, not_, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import Session
 
-from modelops_provider.core.records import DETAIL_KEY, RECORD_KEY
+from modelops_provider.core.records import CLOSES_KEY, DETAIL_KEY, RECORD_KEY
 
 # Task states after which nobody follows the remote run any more.
 FINISHED_TASK_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
@@ -56,22 +56,20 @@ def _value(name: str) -> Any:
 
 
 def _records(readable: Any) -> Select:
-    stmt = select(XComModel).where(XComModel.key == RECORD_KEY)
+    # Columns, not the entity: XComModel eagerly joins its DAG run, which the page does not need.
+    stmt = select(XComModel.dag_run_id).where(XComModel.key == RECORD_KEY)
     return readable.to_orm(stmt)  # type: ignore[no-any-return]
 
 
 def _not_closed() -> Any:
-    """Hide a record whose run a later task of the same DAG run closed (e.g. the Pluto finish task
-    closes the run the start task opened): the run is listed once, as it ended."""
-    other = aliased(XComModel)
-    closed_elsewhere = exists().where(
-        other.dag_run_id == XComModel.dag_run_id,
-        other.key == RECORD_KEY,
-        other.task_id != XComModel.task_id,
-        other.value["closes"].as_boolean() == true(),
-        other.value["remote_id"].as_string() == _value("remote_id").as_string(),
-    )
-    return or_(_value("closes").as_boolean() == true(), not_(closed_elsewhere))
+    """Hide a record whose run another task of the same DAG run closed (the Pluto finish task closes
+    the run the start task opened, and says so under ``CLOSES_KEY``): the run is listed once, as it
+    ended.
+
+    An uncorrelated ``NOT IN`` over the few closing notes, comparing columns only: a correlated
+    ``EXISTS`` over the records' JSON made SQLite scan every record once per record."""
+    closed = select(XComModel.dag_run_id, XComModel.value["task_id"].as_string()).where(XComModel.key == CLOSES_KEY)
+    return tuple_(XComModel.dag_run_id, XComModel.task_id).not_in(closed)
 
 
 def list_runs(
@@ -92,19 +90,34 @@ def list_runs(
         stmt = stmt.where(_value("service").as_string() == service)
     if outcome:
         stmt = stmt.where(_value("outcome").as_string() == outcome)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = session.scalar(stmt.with_only_columns(func.count())) or 0
     page = max(1, min(page, max(1, -(-total // per_page))))
-    rows_stmt = (
-        stmt.with_only_columns(
-            XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value
-        )
+    # Sort and cut the page on the keys alone, then read the page's values: sorting whole records
+    # carries every value through the sort.
+    keys_stmt = (
+        stmt.with_only_columns(XComModel.dag_run_id, XComModel.task_id, XComModel.map_index)
         .order_by(_value("started_at").as_float().desc(), XComModel.dag_run_id.desc(), XComModel.task_id)
         .offset((page - 1) * per_page)
         .limit(per_page)
     )
+    keys = [tuple(k) for k in session.execute(keys_stmt)]
+    values = {}
+    if keys:
+        page_stmt = select(
+            XComModel.dag_run_id,
+            XComModel.task_id,
+            XComModel.map_index,
+            XComModel.dag_id,
+            XComModel.run_id,
+            XComModel.value,
+        ).where(
+            XComModel.key == RECORD_KEY, tuple_(XComModel.dag_run_id, XComModel.task_id, XComModel.map_index).in_(keys)
+        )
+        values = {(r[0], r[1], r[2]): r for r in session.execute(page_stmt)}
     rows = [
-        RunRow(dag_id=r[0], run_id=r[1], task_id=r[2], map_index=r[3], record=_as_record(r[4]))
-        for r in session.execute(rows_stmt)
+        RunRow(dag_id=r[3], run_id=r[4], task_id=r[1], map_index=r[2], record=_as_record(r[5]))
+        for r in (values.get(k) for k in keys)
+        if r is not None
     ]
     _add_task_states(session, rows)
     dag_ids = list(
