@@ -103,7 +103,7 @@ def test_model_runs_page_lists_runs_with_working_links(page, deployment, runs):
     assert "succeeded" in training.locator("td").nth(3).inner_text()
     cells = ducklake.locator("td")
     assert "DuckLake" in cells.nth(0).inner_text() and "SUCCESS" in cells.nth(3).inner_text()
-    assert "1 tests passed; 1 of 1 models built" in cells.nth(7).inner_text()
+    assert "1 test passed; 1 of 1 models built" in cells.nth(7).inner_text()
     # The Pluto run is listed once, as the finish task closed it.
     pluto = frame.locator("tr.run", has_text="modelops_train_and_track").filter(has_text="Pluto")
     pluto_rows = [r for r in pluto.all() if runs["track"] in r.inner_text()]
@@ -227,7 +227,7 @@ def test_connection_forms_show_no_null(page, deployment, label, enums):
     for field, shown in enums.items():  # each enum shows its default, right under its label
         assert re.search(re.escape(field) + r"\s*\*?\s*" + re.escape(shown), text), (field, text)
     if "Scheme" in enums:  # the dropdown offers the values and nothing else
-        dialog.get_by_text("https", exact=True).first.click()
+        dialog.get_by_role("combobox").nth(1).click()  # the first extra field, after the type
         options = page.get_by_role("option").all_inner_texts()
         assert options == ["https", "http (only for a local sandbox)"], options
         page.keyboard.press("Escape")

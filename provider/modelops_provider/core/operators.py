@@ -353,8 +353,9 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
             bounded = within(call, CANCEL_BUDGET_S, what=f"cancel of {self.describe(job)}")
             with new_sync_client(self.hook.service, max_timeout=CANCEL_BUDGET_S) as client:
                 run_sync(client, bounded)
-        except Exception:
-            self.log.exception("Could not cancel %s", self.describe(job))
+            self.log.info("Cancel of %s accepted", self.describe(job))
+        except Exception as exc:
+            self.log.warning("Cancel of %s not accepted: %s", self.describe(job), exc)
 
     @contextmanager
     def _stop_job_if_waiting_fails(self, job: dict[str, Any], context: Context) -> Iterator[None]:

@@ -166,6 +166,6 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
                 snap = unpack_event(event)
             except JobTimeoutError as exc:
                 # A sensor timeout, so that soft_fail and the usual sensor semantics apply.
-                raise AirflowSensorTimeout(f"{self.describe()}: {exc}") from None
+                raise AirflowSensorTimeout(f"{self.describe()}: {exc} (timeout {float(self.timeout):g}s)") from None
             self.log.info("%s: %s", self.describe(), snap.summary)
             return self._settle(snap)

@@ -191,8 +191,12 @@ class PollingTrigger(BaseTrigger):
         self.log.info("Task was killed by a user; cancelling %s", self.target())
         try:
             await asyncio.wait_for(self._cancel(hook), timeout=ON_KILL_BUDGET_S)
-        except Exception:
-            self.log.exception("Could not cancel %s", self.target())
+        except TimeoutError:
+            self.log.warning("Cancel of %s not answered within %.0f s", self.target(), ON_KILL_BUDGET_S)
+        except Exception as exc:
+            self.log.warning("Cancel of %s not accepted: %s", self.target(), exc)
+        else:
+            self.log.info("Cancel of %s accepted", self.target())
 
     async def _cancel(self, hook: ApiHook) -> None:
         await hook.aget_conn()  # normally resolved by run() already

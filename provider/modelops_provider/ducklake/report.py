@@ -150,7 +150,7 @@ def record_details(report: RunReport | None, project: str | None) -> dict[str, A
     elif failing:
         verdict, passed = f"{failing} of {len(tests)} tests did not pass", False
     else:
-        verdict, passed = f"{len(tests)} tests passed", True
+        verdict, passed = f"{len(tests)} test{'s' if len(tests) > 1 else ''} passed", True
     built = len(report.built_steps())
     summary = report.summary()
     return {

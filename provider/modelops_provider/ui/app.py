@@ -26,7 +26,7 @@ from modelops_provider.ui import pages
 from modelops_provider.ui.plugin import URL_PREFIX
 from modelops_provider.ui.query import list_runs, task_record
 
-PER_PAGE = 50
+PER_PAGE = pages.DEFAULT_PER_PAGE
 
 
 def _links() -> pages.Links:

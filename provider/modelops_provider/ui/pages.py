@@ -16,6 +16,7 @@ from modelops_provider.core.records import OUTCOMES
 from modelops_provider.ui.query import RunPage, RunRow
 
 SERVICES = ("Foundry", "DuckLake", "Pluto")
+DEFAULT_PER_PAGE = 50
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a202c;font-size:14px}
@@ -112,6 +113,8 @@ class Links:
         return f"{self.task(row)}/plugin/remote-run"
 
     def runs(self, **params: Any) -> str:
+        if params.get("per_page") == DEFAULT_PER_PAGE:
+            params.pop("per_page")
         query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
         return f"{self.base}{self.plugin}/runs" + (f"?{query}" if query else "")
 
@@ -179,7 +182,7 @@ def runs_page(page: RunPage, links: Links, *, dag_id: str | None, service: str |
     if not page.rows:
         body.append('<tr><td colspan="9" class="muted">No remote runs match.</td></tr>')
     nav = []
-    params = {"dag_id": dag_id, "service": service, "status": outcome}
+    params = {"dag_id": dag_id, "service": service, "status": outcome, "per_page": page.per_page}
     if page.page > 1:
         nav.append(f'<a rel="prev" href="{escape(links.runs(**params, page=page.page - 1))}">&larr; newer</a>')
     nav.append(f'<span class="muted">page {page.page} of {page.pages} &middot; {page.total} runs</span>')

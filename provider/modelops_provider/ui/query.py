@@ -100,8 +100,8 @@ def list_runs(
         .offset((page - 1) * per_page)
         .limit(per_page)
     )
-    keys = [tuple(k) for k in session.execute(keys_stmt)]
-    values = {}
+    keys: list[tuple[Any, ...]] = [tuple(k) for k in session.execute(keys_stmt)]
+    values: dict[tuple[Any, ...], Any] = {}
     if keys:
         page_stmt = select(
             XComModel.dag_run_id,
