@@ -334,7 +334,8 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
                 self.describe(job),
                 self.describe(current),
             )
-            return self.poll_until_complete(current, context)
+            with self.recording(context, resumed=True):
+                return self.poll_until_complete(current, context)
         self._job = job
         with self.recording(context, resumed=True):
             with self._stop_job_if_waiting_fails(job, context):
