@@ -216,6 +216,14 @@ def test_promotion_returns_the_new_version_and_emits_an_asset_event(modelops_san
             dict(e.extra) for e in session.query(AssetEvent).all() if (e.extra or {}).get("modelVersionRid") == new
         ]
     assert events == [{"modelVersionRid": new, "sourceModelVersionRid": source, "branch": "prod", "promoted": True}]
+    record = result.task("promote").xcom["modelops_run"]  # listed on the Model runs page
+    assert (record["kind"], record["remote_id"], record["model_version"], record["status"]) == (
+        "promotion",
+        new,
+        new,
+        "PROMOTED",
+    )
+    assert record["verdict"] == f"promoted {source} to branch prod"
     # The prod deployment tracks the branch: it rolls the new version out.
     deadline = time.time() + 10
     while FoundryHook().get_live_deployment(sf.PROD_LIVE_DEPLOYMENT).model_version.model_version_rid != new:

@@ -12,6 +12,7 @@ from modelops_provider.core import assets
 from modelops_provider.core.errors import ApiError, RateLimitedError, ServerError, TransportError
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
+from modelops_provider.core.records import SUCCEEDED, RunRecorder
 from modelops_provider.core.validation import require_rid, require_text, seconds
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.assets import MODEL_VERSIONS_ALIAS, model_asset_uri
@@ -322,7 +323,7 @@ class ModelMetricsCheckOperator(BaseOperator):
         return production, experiment
 
 
-class PromoteModelVersionOperator(BaseOperator):
+class PromoteModelVersionOperator(RunRecorder, BaseOperator):
     """Promote a model version to a branch of a (target) model; returns the new version's RID.
 
     Promoting copies the version (new RID) and makes it the newest on ``branch``; live deployments
@@ -342,6 +343,15 @@ class PromoteModelVersionOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("model_rid", "model_version", "branch", "output_alias", "foundry_conn_id")
     ui_color = "#fce4d6"
+    service = "Foundry"
+    kind = "promotion"
+    _promoted: tuple[str, dict[str, Any]] | None = None
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        return None if self._promoted is None else (self._promoted[0], None, None)
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return self._promoted[1] if self._promoted else {}
 
     def __init__(
         self,
@@ -392,6 +402,9 @@ class PromoteModelVersionOperator(BaseOperator):
             }
             assets.emit(context, MODEL_VERSIONS_ALIAS, uri, extra, model=True)
             self.log.info("Asset event for %s: %s", uri, extra)
+        verdict = f"promoted {ref.model_version_rid} to branch {self.branch or '(default)'}"
+        self._promoted = (promoted.rid, {"model_version": promoted.rid, "verdict": verdict, "passed": True})
+        self.record_run(context, SUCCEEDED, status="PROMOTED")
         return promoted.rid
 
 
