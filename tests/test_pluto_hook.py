@@ -26,6 +26,7 @@ def use_conn(monkeypatch, sandbox_url: str, conn_id: str = "pluto_default", **fi
     extra = {
         "api_url": sandbox_url,
         "ingest_url": sandbox_url,
+        "py_url": sandbox_url,
         "app_url": sandbox_url,
         **fields.pop("extra", {}),
     }
@@ -88,9 +89,19 @@ def test_status_tags_config_updates(modelops_sandbox):
     assert stored["config"] == {"x": {"y": 5, "z": 2}, "w": [1, 2]}
     assert stored["status"] == "COMPLETED" and stored["statusMetadata"] == {"failedTasks": []}
     assert stored["statusUpdated"] == int(when.timestamp() * 1000)
-    for status in ("RUNNING", "FAILED", "TERMINATED", "CANCELLED"):
+    # Precedence: a final status never replaces a more severe one (the update is dropped, and the
+    # answer is still 200 {"success": true}); RUNNING re-opens any run.
+    for status, result in (
+        ("RUNNING", "RUNNING"),
+        ("TERMINATED", "TERMINATED"),
+        ("COMPLETED", "TERMINATED"),
+        ("FAILED", "FAILED"),
+        ("CANCELLED", "FAILED"),
+        ("RUNNING", "RUNNING"),
+        ("CANCELLED", "CANCELLED"),
+    ):
         hook.update_status(run.run_id, status)
-        assert only_run(modelops_sandbox.control)["status"] == status
+        assert only_run(modelops_sandbox.control)["status"] == result, status
 
 
 def test_metrics_are_ndjson_with_the_required_headers(modelops_sandbox):
@@ -109,11 +120,14 @@ def test_metrics_are_ndjson_with_the_required_headers(modelops_sandbox):
     line = b'{"time": 1, "step": 0, "data": {"loss": 1}}\n'
     auth = {"Authorization": f"Bearer {sp.SANDBOX_KEY}", "Content-Type": "application/x-ndjson"}
     bare = httpx.post(f"{modelops_sandbox.url}/ingest/metrics", content=line, headers=auth)
-    assert bare.status_code == 400 and bare.json()["code"] == "MISSING_HEADER"
-    # An unknown run: the ingest error shape {code, message, details} becomes a typed error.
-    with pytest.raises(errors.InvalidArgumentError) as caught:
-        hook.log_metrics(run.run_id + 1, "p", {"loss": 1})
-    assert caught.value.error_code == "RUN_NOT_FOUND" and caught.value.status == 422
+    assert bare.status_code == 422
+    assert bare.json() == {
+        "code": "PROCESSING_FAILED",
+        "message": "Failed to process metrics stream: InvalidHeaderFormat (2004 - Validation Error): "
+        "Missing required header: X-Run-Id",
+    }
+    # An unknown run: the ingest service never looks the run up, and stores the records (section F).
+    assert hook.log_metrics(run.run_id + 1, "p", {"loss": 1}) == 1
 
 
 def test_the_three_error_shapes_map_to_typed_errors(modelops_sandbox, monkeypatch):
@@ -152,9 +166,12 @@ def test_sandbox_answers_401_to_keys_without_the_prefixes(modelops_sandbox):
     api = httpx.post(f"{modelops_sandbox.url}/api/runs/create", json={"runName": "r", "projectName": "p"}, headers=auth)
     assert api.status_code == 401 and api.json() == {"error": "Unauthorized", "message": "Invalid API key"}
     ingest = httpx.post(f"{modelops_sandbox.url}/ingest/metrics", content=b"{}", headers=auth)
-    assert ingest.status_code == 401 and ingest.json()["code"] == "INVALID_API_KEY"
+    assert ingest.status_code == 422 and ingest.json() == {
+        "code": "PROCESSING_FAILED",
+        "message": "Failed to process metrics stream: InvalidToken (1002 - Authentication Error): Invalid API key",
+    }
     py = httpx.post(f"{modelops_sandbox.url}/api/runs/trigger", json={"runId": 1}, headers=auth)
-    assert py.status_code == 401 and py.json() == {"detail": "Invalid API key format"}
+    assert py.status_code == 401 and py.json() == {"detail": "Invalid or expired API key for this run"}
     missing = httpx.post(f"{modelops_sandbox.url}/api/runs/create", json={"runName": "r", "projectName": "p"})
     assert missing.status_code == 401 and missing.json() == {"error": "Unauthorized"}
     assert modelops_sandbox.control.pluto_runs() == []
@@ -200,7 +217,7 @@ def test_bad_key_fails_before_any_request_without_echoing_it(modelops_sandbox, m
         (lambda h: h.resume_run(external_id="x"), r"project_name must be a non-empty string"),
         (lambda h: h.log_metrics(1, "p", {}), r"metrics must be a non-empty mapping"),
         (lambda h: h.log_metrics(1, "p", {"acc": "high"}), r"metrics\['acc'\] must be a number, got 'high'"),
-        (lambda h: h.log_metrics(1, "p", {"acc": float("inf")}), r"metrics\['acc'\] must be a finite number"),
+        (lambda h: h.log_metrics(1, "p", {"acc": [1]}), r"metrics\['acc'\] must be a number .*got \[1\]"),
         (lambda h: h.log_metrics(1, "p", {"acc": 1}, step=-1), r"step must be an integer >= 0, got -1"),
         (lambda h: h.create_run("p", "r", fork_step=-1), r"fork_step must be an integer >= 0, got -1"),
         (lambda h: h.create_run("p", "r", fork_step=True), r"fork_step must be an integer >= 0, got True"),
@@ -266,6 +283,7 @@ def test_connection_defaults_links_and_test_connection(modelops_sandbox, monkeyp
     hosted = PlutoHook("pluto_hosted")
     assert hosted.service.base_url == "https://pluto-api.trainy.ai"
     assert hosted.ingest_service.base_url == "https://pluto-ingest.trainy.ai"
+    assert hosted.py_service.base_url == "https://pluto-py.trainy.ai"
     from modelops_provider.pluto.models import PlutoRun
 
     run = PlutoRun(
@@ -289,6 +307,7 @@ def test_provider_info_declares_the_pluto_connection_form():
     assert fields["api_url"]["schema"]["default"] == "https://pluto-api.trainy.ai"
     assert fields["ingest_url"]["schema"]["default"] == "https://pluto-ingest.trainy.ai"
     assert fields["app_url"]["schema"]["default"] == "https://pluto.trainy.ai"
+    assert fields["py_url"]["schema"]["default"] == "https://pluto-py.trainy.ai"
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
     assert "host" in conn["ui-field-behaviour"]["hidden-fields"]
     assert "modelops_provider.pluto.links.PlutoRunLink" in info["extra-links"]
@@ -299,6 +318,6 @@ def test_sandbox_cli_prints_the_pluto_connection(sandbox_cli):
     url = sandbox_cli["url"]
     conn = sandbox_cli["exports"]["AIRFLOW_CONN_PLUTO_DEFAULT"]
     assert conn["conn_type"] == "pluto" and conn["password"].startswith("mlpi_")
-    assert conn["extra"] == {"api_url": url, "ingest_url": url, "app_url": url}
+    assert conn["extra"] == {"api_url": url, "ingest_url": url, "py_url": url, "app_url": url}
     auth = {"Authorization": f"Bearer {conn['password']}"}
     assert httpx.get(f"{url}/api/runs/auth/validate", headers=auth).json()["valid"] is True

@@ -9,3 +9,5 @@ DEFAULT_CONN_ID = "pluto_default"
 DEFAULT_API_URL = "https://pluto-api.trainy.ai"
 DEFAULT_INGEST_URL = "https://pluto-ingest.trainy.ai"
 DEFAULT_APP_URL = "https://pluto.trainy.ai"
+# The py service: heartbeats (``POST /api/runs/trigger``) that keep a run from being reaped.
+DEFAULT_PY_URL = "https://pluto-py.trainy.ai"

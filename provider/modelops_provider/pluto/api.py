@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from modelops_provider.core import errors
 from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.retry import Kind
 from modelops_provider.core.transport import Call, Endpoint, Service
 from modelops_provider.core.validation import MAX_JSON_DEPTH, json_depth_ok, require_bool, require_count, require_text
-from modelops_provider.pluto.models import AuthValidation, ListedRun, PlutoRun, RunList, RunStatus, Success
+from modelops_provider.pluto.models import (
+    AuthValidation,
+    Heartbeat,
+    ListedRun,
+    PlutoRun,
+    RunDetails,
+    RunList,
+    RunStatus,
+    StatusHistory,
+    Success,
+)
 
 # API service (``url_api``).
 CREATE_RUN: Endpoint[PlutoRun] = Endpoint("POST", "/api/runs/create", PlutoRun, creates=True)
@@ -32,6 +44,11 @@ UPDATE_CONFIG: Endpoint[Success] = Endpoint("POST", "/api/runs/config/update", S
 LIST_RUNS: Endpoint[RunList] = Endpoint("GET", "/api/runs/list", RunList)
 LIST_LIMIT = 200
 VALIDATE_AUTH: Endpoint[AuthValidation] = Endpoint("GET", "/api/runs/auth/validate", AuthValidation)
+RUN_DETAILS: Endpoint[RunDetails] = Endpoint("GET", "/api/runs/details/{run_id}", RunDetails)
+STATUS_HISTORY: Endpoint[StatusHistory] = Endpoint("GET", "/api/runs/status/history", StatusHistory)
+# Py service (``url_py``): the liveness ping; it answers the run's status (CANCELLED when a stop was
+# requested in Pluto). It writes only the heartbeat row, so a lost answer may be asked again.
+HEARTBEAT: Endpoint[Heartbeat] = Endpoint("POST", "/api/runs/trigger", Heartbeat, idempotent=True)
 # Ingest service (``url_ingest``): NDJSON in, "Stream processed successfully: N records" (text) out.
 INGEST_METRICS: Endpoint[str] = Endpoint("POST", "/ingest/metrics", text=True)
 
@@ -114,42 +131,97 @@ def require_status(value: Any) -> RunStatus:
         raise ValueError(f"status must be one of {allowed}, got {_show(value)}") from None
 
 
+# How the ingest service spells the special floats it accepts (strict JSON, section F).
+_SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def metric_value(name: str, value: Any) -> float | int:
-    """A metric value: a number (a bool counts as 0/1, a numeric string is converted); finite."""
+    """A metric value: a number (a bool counts as 0/1, a numeric string is converted). NaN and
+    ±Infinity are values too (a diverging loss is worth recording); ``None`` is handled by the caller."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)
         except ValueError:
             raise ValueError(f"{name} must be a number, got {_show(value)}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {_show(value)}")
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number (NaN and ±Infinity included), got {_show(value)}")
     return value
 
 
 def metric_data(name: str, value: Any) -> dict[str, float | int]:
+    """``{metric name: number}``; a ``None`` value is left out, as the ingest service skips nulls
+    (the result may be empty when every value is None)."""
     if not isinstance(value, Mapping) or not value:
         raise ValueError(f"{name} must be a non-empty mapping of metric name to number, got {_show(value)}")
     data: dict[str, float | int] = {}
     for key, number in value.items():
         if not isinstance(key, str) or not key.strip():
             raise ValueError(f"{name} has a metric name that is not a non-empty string: {_show(key)}")
-        data[key] = metric_value(f"{name}[{key!r}]", number)
+        if number is not None:
+            data[key] = metric_value(f"{name}[{key!r}]", number)
     return data
 
 
+def _wire(value: float | int) -> float | int | str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _SPECIAL[repr(value)]
+    return value
+
+
 def _ndjson(lines: Sequence[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n" for line in lines).encode()
+    out = []
+    for line in lines:
+        line = {**line, "data": {k: _wire(v) for k, v in line["data"].items()}}
+        out.append(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n")
+    return "".join(out).encode()
+
+
+# "Failed to process metrics stream: InvalidToken (1002 - Authentication Error): Invalid API key"
+_PROCESSING_FAILED = re.compile(r"^Failed to process \w+ stream: (\w+) \((\d+) - ([^)]*)\): (.*)$", re.DOTALL)
+
+
+def ingest_error(exc: errors.ApiError) -> errors.ApiError:
+    """The typed error an ingest answer means. The ingest service wraps every error, a bad key
+    included, as ``422 PROCESSING_FAILED`` with the cause in the message (section F); the cause's
+    number says what it is: 1xxx authentication, 2xxx validation, 3xxx processing, 4xxx an
+    unavailable dependency (e.g. its database), 5xxx internal."""
+    if exc.error_code != "PROCESSING_FAILED" or not (m := _PROCESSING_FAILED.match(exc.message)):
+        return exc
+    variant, number, category, inner = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    cls: type[errors.ApiError]
+    if number // 1000 == 1:
+        cls = errors.PermissionDeniedError if "authoriz" in category.lower() else errors.UnauthorizedError
+    elif number // 1000 in (2, 3):
+        cls = errors.InvalidArgumentError
+    elif variant == "RateLimitExceeded":
+        cls = errors.RateLimitedError
+    else:
+        cls = errors.ServerError
+    return cls(
+        inner,
+        status=exc.status,
+        method=exc.method,
+        path=exc.path,
+        error_name=variant,
+        error_code=exc.error_code,
+        parameters={"code": number, "category": category},
+        service=exc.service,
+    )
 
 
 class PlutoApi:
     """Call builders over Pluto's API and ingest services (resolved lazily, so async code can resolve
     the connection first)."""
 
-    def __init__(self, api: Callable[[], Service], ingest: Callable[[], Service]) -> None:
+    def __init__(
+        self, api: Callable[[], Service], ingest: Callable[[], Service], py: Callable[[], Service] | None = None
+    ) -> None:
         self._api = api
         self._ingest = ingest
+        self._py = py or api
 
     def create_run(
         self,
@@ -289,6 +361,20 @@ class PlutoApi:
     def validate_auth(self) -> Call[AuthValidation]:
         return (yield from self._api().call(VALIDATE_AUTH))
 
+    def run_details(self, run_id: int) -> Call[RunDetails]:
+        """The run as the server stores it: status, statusMetadata, config, tags, ..."""
+        return (yield from self._api().call(RUN_DETAILS, path={"run_id": require_run_id(run_id)}))
+
+    def status_history(self, run_id: int) -> Call[StatusHistory]:
+        """Every status transition with its source (``api``, ``resume``, ``stale-monitor``,
+        ``threshold-trigger``), oldest first."""
+        return (yield from self._api().call(STATUS_HISTORY, query={"runId": require_run_id(run_id)}))
+
+    def heartbeat(self, run_id: int) -> Call[Heartbeat]:
+        """Tell Pluto the run is alive (``POST {url_py}/api/runs/trigger``); the answer carries its
+        status. A run that has pinged once is judged by the 150 s heartbeat grace from then on."""
+        return (yield from self._py().call(HEARTBEAT, json={"runId": require_run_id(run_id)}))
+
     def log_metrics(
         self,
         run_id: int,
@@ -328,6 +414,8 @@ class PlutoApi:
             }
             for i, data in enumerate(series)
         ]
+        # A record whose values are all None would be rejected ("'data' field cannot be empty").
+        lines = [line for line in lines if line["data"]]
         # The ingest service requires X-Run-Id and X-Project-Name.
         headers = {
             "Content-Type": "application/x-ndjson",
@@ -339,5 +427,8 @@ class PlutoApi:
         service = self._ingest()
         for start in range(0, len(lines), INGEST_BATCH):
             batch = lines[start : start + INGEST_BATCH]
-            yield from service.call(INGEST_METRICS, content=_ndjson(batch), headers=headers)
+            try:
+                yield from service.call(INGEST_METRICS, content=_ndjson(batch), headers=headers)
+            except errors.ApiError as exc:
+                raise ingest_error(exc) from None
         return len(lines)

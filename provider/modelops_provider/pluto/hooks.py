@@ -1,7 +1,8 @@
 """PlutoHook: auth and endpoints of Pluto by Trainy (experiment tracking), over the shared HTTP core.
 
-Pluto is two services behind one API key: the API service (runs, status, tags, config) and the
-ingest service (metrics as NDJSON). The hook resolves one Airflow connection into both.
+Pluto is three services behind one API key: the API service (runs, status, tags, config), the
+ingest service (metrics as NDJSON) and the py service (heartbeats). The hook resolves one Airflow
+connection into all three.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ from modelops_provider.core.hook import ApiHook, service_options
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Service, bearer
 from modelops_provider.core.validation import clean_secret
-from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_CONN_ID, DEFAULT_INGEST_URL
+from modelops_provider.pluto import (
+    DEFAULT_API_URL,
+    DEFAULT_APP_URL,
+    DEFAULT_CONN_ID,
+    DEFAULT_INGEST_URL,
+    DEFAULT_PY_URL,
+)
 from modelops_provider.pluto.api import PlutoApi
-from modelops_provider.pluto.models import PlutoRun, RunStatus
+from modelops_provider.pluto.models import Heartbeat, PlutoRun, RunDetails, RunStatus, StatusHistory
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -38,7 +45,8 @@ class PlutoHook(ApiHook):
     """Talks to Pluto with the API key in the connection's password (``mlps_...`` or ``mlpi_...``).
 
     Connection extra: ``api_url`` (default ``https://pluto-api.trainy.ai``), ``ingest_url`` (default
-    ``https://pluto-ingest.trainy.ai``), ``app_url`` (default ``https://pluto.trainy.ai``; where run
+    ``https://pluto-ingest.trainy.ai``), ``py_url`` (default ``https://pluto-py.trainy.ai``; heartbeats),
+    ``app_url`` (default ``https://pluto.trainy.ai``; where run
     links point, see :meth:`run_url`),
     plus the shared ``connect_timeout``, ``read_timeout``, ``retry_*`` and ``verify_ssl``.
     """
@@ -51,11 +59,12 @@ class PlutoHook(ApiHook):
     def __init__(self, pluto_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(pluto_conn_id, **kwargs)
         self._ingest_service: Service | None = None
+        self._py_service: Service | None = None
         self._app_url: str | None = None
-        self.api = PlutoApi(lambda: self.service, lambda: self.ingest_service)
+        self.api = PlutoApi(lambda: self.service, lambda: self.ingest_service, lambda: self.py_service)
 
     def build_service(self, conn: Connection) -> Service:
-        """The API service; the ingest service and the app URL are resolved alongside it."""
+        """The API service; the ingest and py services and the app URL are resolved alongside it."""
         extra = dict(conn.extra_dejson or {})
         key = clean_secret(self.conn_id, "Pluto API key (password)", conn.password)
         if not key:
@@ -71,9 +80,11 @@ class PlutoHook(ApiHook):
             )
         api_url = _base_url(self.conn_id, "api_url", extra.get("api_url"), DEFAULT_API_URL)
         ingest_url = _base_url(self.conn_id, "ingest_url", extra.get("ingest_url"), DEFAULT_INGEST_URL)
+        py_url = _base_url(self.conn_id, "py_url", extra.get("py_url"), DEFAULT_PY_URL)
         self._app_url = _base_url(self.conn_id, "app_url", extra.get("app_url"), DEFAULT_APP_URL)
         common: dict[str, Any] = {"auth": bearer(key), **service_options(extra)}
         self._ingest_service = Service(name="Pluto ingest", base_url=ingest_url, **common)
+        self._py_service = Service(name="Pluto py", base_url=py_url, **common)
         return Service(name="Pluto", base_url=api_url, **common)
 
     @property
@@ -81,6 +92,12 @@ class PlutoHook(ApiHook):
         self.get_conn()
         assert self._ingest_service is not None
         return self._ingest_service
+
+    @property
+    def py_service(self) -> Service:
+        self.get_conn()
+        assert self._py_service is not None
+        return self._py_service
 
     # --- endpoints (sync); async code runs the same calls with acall(hook.api....) ------------
     def create_run(self, project_name: str, run_name: str, **fields: Any) -> PlutoRun:
@@ -117,6 +134,16 @@ class PlutoHook(ApiHook):
     ) -> int:
         """Send metrics (NDJSON) to the ingest service. Fields: ``step``, ``timestamp``, ``run_name``."""
         return self.call(self.api.log_metrics(run_id, project_name, metrics, **fields))
+
+    def run_details(self, run_id: int) -> RunDetails:
+        return self.call(self.api.run_details(run_id))
+
+    def status_history(self, run_id: int) -> StatusHistory:
+        return self.call(self.api.status_history(run_id))
+
+    def heartbeat(self, run_id: int) -> Heartbeat:
+        """Ping the py service for the run; returns its status as the server sees it."""
+        return self.call(self.api.heartbeat(run_id))
 
     def test_connection(self) -> tuple[bool, str]:
         from modelops_provider.core.errors import ApiError

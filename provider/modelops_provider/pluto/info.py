@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelops_provider import TIMEOUT_FIELDS, integration_info
-from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_INGEST_URL
+from modelops_provider.pluto import DEFAULT_API_URL, DEFAULT_APP_URL, DEFAULT_INGEST_URL, DEFAULT_PY_URL
 
 NAME = "Pluto (Trainy)"
 
@@ -29,6 +29,9 @@ INFO: dict[str, Any] = {
             "conn-fields": {
                 "api_url": _url_field("API URL", DEFAULT_API_URL, "Pluto's API service."),
                 "ingest_url": _url_field("Ingest URL", DEFAULT_INGEST_URL, "Pluto's ingest service (metrics)."),
+                "py_url": _url_field(
+                    "Py service URL", DEFAULT_PY_URL, "Pluto's py service, where keep-alive heartbeats go."
+                ),
                 "app_url": _url_field(
                     "App URL",
                     DEFAULT_APP_URL,

@@ -60,6 +60,48 @@ class RunList(PlutoModel):
     total: int | None = None
 
 
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TERMINATED, RunStatus.CANCELLED})
+# Status precedence on ``status/update``: a final status never replaces a more severe one (section F).
+SEVERITY = {
+    RunStatus.RUNNING: -1,
+    RunStatus.COMPLETED: 0,
+    RunStatus.TERMINATED: 1,
+    RunStatus.CANCELLED: 2,
+    RunStatus.FAILED: 3,
+}
+
+
+class Heartbeat(PlutoModel):
+    """The py service's answer to ``POST /api/runs/trigger``: the run's status as the server sees it."""
+
+    status: str = ""
+    triggers: Any = None
+
+
+class RunDetails(PlutoModel):
+    """``GET /api/runs/details/{runId}`` (the fields the provider reads; the rest are kept)."""
+
+    id: int
+    status: str = ""
+    status_metadata: Any = None
+    external_id: str | None = None
+
+
+class StatusEvent(PlutoModel):
+    from_status: str | None = None
+    to_status: str = ""
+    source: str = ""
+    metadata: Any = None
+    created_at: str | None = None
+
+
+class StatusHistory(PlutoModel):
+    """``GET /api/runs/status/history?runId=N``, oldest event first."""
+
+    run_id: int
+    events: list[StatusEvent] = []
+
+
 class Success(PlutoModel):
     success: bool = True
 

@@ -4,8 +4,10 @@
 Usage::
 
     start = PlutoStartRunOperator(task_id="pluto_start", project_name="training")
+    keep_alive = PlutoKeepAliveOperator(task_id="pluto_keep_alive")
     finish = PlutoFinishRunOperator(task_id="pluto_finish", metrics_from_xcom={"tests": "verify"})
     start.as_setup() >> train >> verify >> finish.as_teardown(setups=start)
+    start >> keep_alive  # heartbeats while the DAG run works; not upstream of anything
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException, BaseOperator
 
 from modelops_provider.core.records import FAILED, RECORD_KEY, RUNNING, SUCCEEDED, RunRecorder
-from modelops_provider.core.validation import require_count
+from modelops_provider.core.validation import require_count, seconds
 from modelops_provider.pluto import DEFAULT_CONN_ID
 from modelops_provider.pluto.links import PlutoRunLink
 
@@ -122,6 +124,27 @@ def _check_refs(name: str, refs: Mapping[str, Any] | None) -> dict[str, tuple[st
         else:
             raise ValueError(f"{name}[{key!r}] must be a task id or [task id, XCom key], got {ref!r}")
     return out
+
+
+def find_start_task_id(op: BaseOperator, start_task_id: str | None) -> str:
+    """The PlutoStartRunOperator whose run ``op`` works on: the given one, or the only one upstream."""
+    if start_task_id:
+        return start_task_id
+    starts = sorted(t.task_id for t in op.get_flat_relatives(upstream=True) if isinstance(t, PlutoStartRunOperator))
+    if len(starts) != 1:
+        raise ValueError(
+            f"start_task_id is not set and {len(starts)} PlutoStartRunOperator tasks are upstream "
+            f"of {op.task_id!r} ({starts}); set start_task_id"
+        )
+    return starts[0]
+
+
+def started_run(context: Context, start_task_id: str) -> Mapping[str, Any]:
+    """What the start task returned (``runId``, ``projectName``, ``url``, ...)."""
+    run = context["ti"].xcom_pull(task_ids=start_task_id)
+    if not isinstance(run, Mapping) or run.get("runId") is None:
+        raise AirflowException(f"no Pluto run: task {start_task_id!r} returned none (did it succeed in this DAG run?)")
+    return run
 
 
 class PlutoRecorder(RunRecorder):
@@ -254,6 +277,13 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
 
     Without ``as_teardown()`` it runs with trigger rule ``all_done``.
 
+    The status is read back after it is set: Pluto answers success even when it drops an update
+    (a final status never replaces a more severe one), and its stale-run monitor may have closed
+    the run FAILED while the DAG run worked, or a stop requested in Pluto CANCELLED it. Such a run is
+    reported at ERROR level and handled by ``on_closed_by_server`` (see ``pluto.closing``):
+    ``"reopen"`` (default) ends it with the DAG run's outcome, keeping the server's verdict in
+    ``statusMetadata.closedByServer``; ``"keep"`` keeps the server's status.
+
     :param start_task_id: the PlutoStartRunOperator whose run to close; default the only one upstream.
     :param metrics: ``{name: number}`` (numeric strings are accepted, as templates render them). Templated.
     :param metrics_from_xcom: ``{name: task_id | [task_id, key]}``; a number is logged as ``name``, a
@@ -261,6 +291,7 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
     :param config: dict or JSON-object string, deep-merged into the run's config. Templated.
     :param config_from_xcom: ``{config key: task_id | [task_id, key]}``, any JSON value.
     :param step: the metrics record's step.
+    :param on_closed_by_server: ``"reopen"`` (default) or ``"keep"``.
     :param pluto_conn_id: Airflow connection of type ``pluto``.
     """
 
@@ -278,9 +309,12 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         config: Mapping[str, Any] | str | None = None,
         config_from_xcom: Mapping[str, XComRef] | None = None,
         step: int = 0,
+        on_closed_by_server: str = "reopen",
         pluto_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
+        from modelops_provider.pluto.closing import require_policy
+
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.start_task_id = start_task_id
@@ -289,21 +323,12 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         self.config = config
         self.config_from_xcom = _check_refs("config_from_xcom", config_from_xcom)
         self.step = require_count("step", step)
+        self.on_closed_by_server = require_policy(on_closed_by_server)
         self.pluto_conn_id = pluto_conn_id
 
     # --- what to close, and with which outcome -----------------------------------------------
     def _start_task_id(self) -> str:
-        if self.start_task_id:
-            return self.start_task_id
-        starts = sorted(
-            t.task_id for t in self.get_flat_relatives(upstream=True) if isinstance(t, PlutoStartRunOperator)
-        )
-        if len(starts) != 1:
-            raise ValueError(
-                f"start_task_id is not set and {len(starts)} PlutoStartRunOperator tasks are upstream "
-                f"of {self.task_id!r} ({starts}); set start_task_id"
-            )
-        return starts[0]
+        return find_start_task_id(self, self.start_task_id)
 
     def tracked_task_states(self, context: Context) -> dict[str, str | None]:
         """States of the DAG run's tasks (mapped instances folded into their task id), minus this task
@@ -316,6 +341,8 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
             task = tasks.get(task_id)
             if task_id == self.task_id or (task is not None and task.is_teardown and not task.on_failure_fail_dagrun):
                 continue
+            if isinstance(task, PlutoKeepAliveOperator):
+                continue  # it runs until this task has closed the run
             tracked[task_id] = state
         return tracked
 
@@ -366,11 +393,7 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
 
         ti = context["ti"]
         start_task_id = self._start_task_id()
-        run = ti.xcom_pull(task_ids=start_task_id)
-        if not isinstance(run, Mapping) or run.get("runId") is None:
-            raise AirflowException(
-                f"no Pluto run to finish: task {start_task_id!r} returned none (did it succeed in this DAG run?)"
-            )
+        run = started_run(context, start_task_id)
         run_id = require_run_id(run["runId"], f"runId (XCom of {start_task_id!r})")
         # Everything is read and checked before the first request.
         states = self.tracked_task_states(context)
@@ -397,8 +420,10 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
             except Exception as exc:
                 self.log.error("Could not log metrics to Pluto run %s: %s", run_id, exc)
                 error = error or exc
+        from modelops_provider.pluto.closing import close_run
+
         try:
-            hook.update_status(run_id, status, status_metadata=metadata)
+            closed = close_run(hook, run_id, status, metadata, policy=self.on_closed_by_server, log=self.log)
         except Exception as exc:
             # Retried as idempotent already; left as it is, the Pluto run would stay RUNNING for good.
             shown = run.get("displayId") or run_id
@@ -407,6 +432,7 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
                 f"could not set Pluto run {shown} (runId {run_id}) to {status}; it still shows its previous "
                 f"status ({url}): {exc}"
             ) from exc
+        status = closed["status"]
         self.log.info(
             "Pluto run %s -> %s%s: %s",
             run.get("displayId") or run_id,
@@ -431,7 +457,153 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         self.record_run(context, SUCCEEDED if status == "COMPLETED" else FAILED, status=status, error=error)
         if error is not None:
             raise error
-        return {"runId": run_id, "status": status, "url": url, "metrics": metrics, **metadata}
+        return {
+            "runId": run_id,
+            "status": status,
+            "url": url,
+            "metrics": metrics,
+            **metadata,
+            "closedByServer": closed["closedByServer"],
+        }
+
+
+class PlutoKeepAliveOperator(BaseOperator):
+    """Keep the DAG run's Pluto run alive: heartbeats while the DAG run works.
+
+    Pluto's server marks a RUNNING run FAILED after 150 s without a heartbeat, or, for a run that
+    never sent one, after 30 minutes without a metric or status change. Put this task downstream of
+    the start task and upstream of nothing::
+
+        start >> PlutoKeepAliveOperator(task_id="pluto_keep_alive")
+
+    It always defers: a trigger pings ``POST {py_url}/api/runs/trigger`` every
+    ``heartbeat_interval`` seconds from the triggerer (no worker slot is held for hours), and the
+    task ends when the ping answers a final status (normally because the finish task closed the run),
+    or when every other task of the DAG run has finished. A run cancelled in Pluto (the ping answers
+    CANCELLED) and a run the server reaped are reported in the task log; the task itself succeeds
+    then, and the finish task applies its ``on_closed_by_server`` policy. Pings that fail for a
+    transient reason are logged and retried at the next interval; a permanent error (bad key, run
+    deleted) fails the task.
+
+    Under ``dag.test()`` (one task at a time, triggers run inline) it cannot run alongside the work
+    and is skipped without pinging.
+
+    :param start_task_id: the PlutoStartRunOperator whose run to keep alive; default the only one upstream.
+    :param heartbeat_interval: seconds between pings (default 30; at most 90, so that a run stays
+        well inside Pluto's 150 s heartbeat grace even with the server's 30 s coalescing).
+    :param timeout: stop pinging this many seconds after the task started (default: never).
+    :param pluto_conn_id: Airflow connection of type ``pluto``.
+    """
+
+    template_fields: Sequence[str] = ("start_task_id", "pluto_conn_id")
+    operator_extra_links = (PlutoRunLink(),)
+    ui_color = "#e8defc"
+    MAX_INTERVAL = 90.0
+
+    def __init__(
+        self,
+        *,
+        start_task_id: str | None = None,
+        heartbeat_interval: float = 30.0,
+        timeout: float | None = None,
+        pluto_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start_task_id = start_task_id
+        interval = seconds("heartbeat_interval", heartbeat_interval, minimum=0.0)
+        assert interval is not None
+        if not 0 < interval <= self.MAX_INTERVAL:
+            raise ValueError(
+                f"heartbeat_interval must be more than 0 and at most {self.MAX_INTERVAL:g} seconds "
+                f"(Pluto reaps a run 150 s after its last heartbeat), got {heartbeat_interval!r}"
+            )
+        self.heartbeat_interval = interval
+        self.timeout = seconds("timeout", timeout, allow_none=True, minimum=0.0)
+        self.pluto_conn_id = pluto_conn_id
+
+    def execute(self, context: Context) -> None:
+        import time
+
+        from modelops_provider.pluto.api import require_run_id
+        from modelops_provider.pluto.triggers import PlutoKeepAliveTrigger
+
+        ti = context["ti"]
+        start_task_id = find_start_task_id(self, self.start_task_id)
+        run = started_run(context, start_task_id)
+        run_id = require_run_id(run["runId"], f"runId (XCom of {start_task_id!r})")
+        if run.get("url"):
+            PlutoRunLink.push(context, run["url"])
+        tasks = self.dag.task_dict if self.dag else {}
+        keep_alives = sorted({self.task_id, *(t for t, op in tasks.items() if isinstance(op, PlutoKeepAliveOperator))})
+        self.log.info(
+            "Keeping Pluto run %s alive: a heartbeat every %gs until it is closed or the DAG run's other tasks finish",
+            run.get("displayId") or run_id,
+            self.heartbeat_interval,
+        )
+        self.defer(
+            trigger=PlutoKeepAliveTrigger(
+                conn_id=self.pluto_conn_id,
+                run_id=run_id,
+                dag_id=ti.dag_id,
+                dag_run_id=ti.run_id,
+                keep_alive_task_ids=keep_alives,
+                interval=self.heartbeat_interval,
+                deadline=None if self.timeout is None else time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from modelops_provider.pluto import triggers
+
+        event = event or {}
+        kind, run_id, status = event.get("status"), event.get("runId"), event.get("plutoStatus")
+        pings = event.get("pings", 0)
+        if kind == triggers.INLINE:
+            raise AirflowSkipException(
+                "dag.test() runs one task at a time, so no heartbeat can accompany the work; not pinging"
+            )
+        if kind == triggers.ERROR:
+            raise AirflowException(f"Keep-alive of Pluto run {run_id} failed: {event.get('message')}")
+        if kind == triggers.CLOSED and status == "CANCELLED":
+            self.log.error(
+                "Pluto run %s was CANCELLED in Pluto (a stop requested in its UI, or a threshold trigger). "
+                "Airflow does not stop this DAG run's tasks for it; the finish task reports the DAG run's "
+                "outcome (policy on_closed_by_server).",
+                run_id,
+            )
+        elif kind == triggers.CLOSED and status == "FAILED" and not self._finish_done(context):
+            self.log.error(
+                "Pluto run %s was closed FAILED while the DAG run was still working (reaped by Pluto's "
+                "stale-run monitor?); the finish task will report the DAG run's outcome.",
+                run_id,
+            )
+        elif kind == triggers.CLOSED:
+            self.log.info("Pluto run %s is %s; heartbeats stopped after %d ping(s)", run_id, status, pings)
+        elif kind == triggers.DAG_RUN_DONE:
+            self.log.warning(
+                "Every other task of the DAG run finished but Pluto run %s is still %s: the finish task did "
+                "not close it (Pluto will reap it FAILED about 150 s after this last heartbeat)",
+                run_id,
+                status,
+            )
+        elif kind == triggers.TIMEOUT:
+            self.log.warning("Keep-alive of Pluto run %s reached its timeout; heartbeats stopped", run_id)
+        else:
+            raise AirflowException(f"unexpected keep-alive event: {event!r}")
+        return {"runId": run_id, "status": status, "stoppedBecause": kind, "pings": pings}
+
+    def _finish_done(self, context: Context) -> bool:
+        """Whether a PlutoFinishRunOperator of this DAG run has run (so FAILED is its verdict)."""
+        ti = context["ti"]
+        tasks = self.dag.task_dict if self.dag else {}
+        finishes = [t for t, op in tasks.items() if isinstance(op, PlutoFinishRunOperator)]
+        if not finishes:
+            return False
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        return any(states.get(t) in ("success", "failed") for t in finishes)
 
 
 def _flatten(prefix: str, value: Mapping[str, Any]) -> list[tuple[str, Any]]:

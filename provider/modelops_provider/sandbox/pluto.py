@@ -8,12 +8,20 @@ with the other sandboxed services):
   ``{"success": false, "error": {"name": "ZodError", "issues": [...]}}`` for a malformed body.
 - Ingest service: ``/ingest/metrics`` (NDJSON; requires ``X-Run-Id`` and ``X-Project-Name``);
   errors ``{"code": ..., "message": ..., "details"?: ...}``; success is text/plain.
-- Py service: ``/api/runs/trigger`` (heartbeat); errors ``{"detail": ...}``.
+- Py service: ``/api/runs/trigger`` (heartbeat); errors ``{"detail": ...}``; and its stale-run
+  monitor (section F), which marks RUNNING runs FAILED when their liveness signals go quiet.
 - App: the run page ``/o/<org>/projects/<project>/<runId>`` (the ``url`` the API returns; the
   real app uses an encoded id where the sandbox uses the numeric run id).
 
 Control API: ``GET /_sandbox/pluto/runs`` (stored runs with status, config, tags and metrics),
-``POST /_sandbox/pluto/keys`` (``{"key": ..., "state": "active"|"revoked"|"expired"}``).
+``POST /_sandbox/pluto/keys`` (``{"key": ..., "state": "active"|"revoked"|"expired"}``),
+``POST /_sandbox/pluto/settings`` (the monitor's timings, see :data:`DEFAULT_SETTINGS`),
+``POST /_sandbox/pluto/cancel`` (``{"runId": N}``: a stop requested in Pluto's UI, answered by the
+next heartbeat).
+
+The monitor is evaluated lazily: every Pluto request and every control read first plays the
+monitor cycles that have come due since the last one (at the times they would have run), so the
+observable behaviour is that of a loop running every ``monitor_interval_s`` without a thread.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -40,6 +49,15 @@ SANDBOX_KEY = "mlpi_sandbox_6b1f0c2d9e4a"
 KEY_PREFIXES = ("mlps_", "mlpi_")
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "TERMINATED", "CANCELLED")
 MAX_TAGS = 50
+# Status precedence (web/server/lib/run-status.ts): a terminal status never replaces a more severe one.
+SEVERITY = {"RUNNING": -1, "COMPLETED": 0, "TERMINATED": 1, "CANCELLED": 2, "FAILED": 3}
+# The real timings (section F); POST /_sandbox/pluto/settings changes them (tests use seconds).
+DEFAULT_SETTINGS: dict[str, float] = {
+    "heartbeat_grace_s": 150.0,  # a run with a heartbeat row: FAILED ("heartbeat-timeout") after this
+    "stale_grace_s": 1800.0,  # a run that never pinged: FAILED ("stale") after this
+    "monitor_interval_s": 60.0,  # one monitor cycle every this many seconds
+    "heartbeat_coalesce_s": 30.0,  # lastSeen is rewritten at most this often (HEARTBEAT_COALESCE_SECONDS)
+}
 
 
 def _now_ms() -> int:
@@ -77,6 +95,8 @@ class PlutoRun:
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     opened: int = 1  # create/resume answers that returned this run
     heartbeats: int = 0
+    last_seen: float | None = None  # the run_heartbeats row (epoch seconds), once the run has pinged
+    events: list[dict[str, Any]] = field(default_factory=list)  # run_status_events, oldest first
 
     @property
     def display_id(self) -> str:
@@ -113,11 +133,18 @@ class PlutoRun:
             "loggerSettings": self.logger_settings,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
-            "metrics": {k: list(v) for k, v in self.metrics.items()},
+            "metrics": {k: [{**p, "value": json_safe(p["value"])} for p in v] for k, v in self.metrics.items()},
             "url": self.url(base_url),
             "opened": self.opened,
             "heartbeats": self.heartbeats,
+            "lastSeen": None if self.last_seen is None else int(self.last_seen * 1000),
+            "statusHistory": [dict(e) for e in self.events],
         }
+
+    def last_metric_s(self) -> float | None:
+        """``MAX(time) FROM mlop_metrics``: the newest metric timestamp the client sent (seconds)."""
+        times = [p["time"] for points in self.metrics.values() for p in points]
+        return max(times) / 1000 if times else None
 
 
 class PlutoState:
@@ -127,6 +154,82 @@ class PlutoState:
         self.projects: dict[str, dict[str, Any]] = {}  # name -> {"prefix", "next"}
         self.keys: dict[str, str] = {SANDBOX_KEY: "active"}
         self.next_id = 1
+        self.next_event_id = 1
+        self.settings: dict[str, float] = dict(DEFAULT_SETTINGS)
+        # The py process (monitor and heartbeat service) starts with the sandbox state.
+        self.py_started = time.time()
+        self.next_cycle = self.py_started + self.settings["monitor_interval_s"]
+        self.cancel_requests: set[int] = set()  # run_triggers CANCEL rows
+        self.orphan_records = 0  # metric records ingested for runs that do not exist
+
+    def record(self, run: PlutoRun, to: str, source: str, metadata: Any = None, at: float | None = None) -> None:
+        """A status transition and its ``run_status_events`` row."""
+        at = time.time() if at is None else at
+        run.events.append(
+            {
+                "id": self.next_event_id,
+                "runId": run.id,
+                "fromStatus": run.status,
+                "toStatus": to,
+                "source": source,
+                "metadata": metadata,
+                "actorId": USER_ID if source == "api" else None,
+                "apiKeyId": None,
+                "createdAt": datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z"),
+            }
+        )
+        self.next_event_id += 1
+        run.status = to
+        run.status_updated = int(at * 1000)
+
+    def configure(self, changes: dict[str, Any]) -> dict[str, float]:
+        for name, value in changes.items():
+            self.settings[name] = float(value)
+        # A new interval takes effect from now on (as a restarted monitor would).
+        self.next_cycle = min(self.next_cycle, time.time() + self.settings["monitor_interval_s"])
+        return dict(self.settings)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Play the monitor cycles due by ``now``: each RUNNING run whose liveness signal is older
+        than its grace at a cycle is marked FAILED at that cycle's time (source ``stale-monitor``,
+        which bypasses precedence). Call with the lock held, before reading or changing runs."""
+        now = time.time() if now is None else now
+        if now < self.next_cycle:
+            return
+        interval = max(self.settings["monitor_interval_s"], 1e-3)
+        first = self.next_cycle
+        for run in self.runs.values():
+            if run.status == "RUNNING":
+                self._judge(run, first, now, interval)
+        self.next_cycle = first + (math.floor((now - first) / interval) + 1) * interval
+
+    def _judge(self, run: PlutoRun, first: float, now: float, interval: float) -> None:
+        status_updated = (run.status_updated or 0) / 1000
+        metric = run.last_metric_s()
+        if run.last_seen is not None:
+            grace = self.settings["heartbeat_grace_s"]
+            signal = max(run.last_seen, metric or 0.0, status_updated)
+            reason = "heartbeat-timeout"
+            # Warm-up: for one grace after the py process starts, pinging runs are not judged.
+            earliest = max(first, self.py_started + grace)
+        else:
+            grace = self.settings["stale_grace_s"]
+            signal = max(metric if metric is not None else run.updated_at / 1000, status_updated)
+            reason = "stale"
+            earliest = first
+        # The first cycle at which the signal is more than ``grace`` old.
+        threshold = max(earliest, signal + grace + 1e-6)
+        at = first + math.ceil((threshold - first) / interval) * interval
+        if at > now:
+            return
+        metadata = {
+            "reason": reason,
+            "grace_seconds": _number(grace),
+            "stale_for_seconds": int(at - signal),
+            "last_update_time": datetime.fromtimestamp(signal, UTC).isoformat().replace("+00:00", "Z"),
+        }
+        self.record(run, "FAILED", "stale-monitor", metadata, at=at)
+        run.status_metadata = metadata
 
     def project(self, name: str) -> dict[str, Any]:
         project = self.projects.get(name)
@@ -139,6 +242,10 @@ class PlutoState:
         return next((r for r in self.runs.values() if r.project == project and r.external_id == external_id), None)
 
 
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def make_state() -> PlutoState:
     return PlutoState()
 
@@ -147,7 +254,7 @@ def connection_env(base_url: str) -> dict[str, str]:
     conn = {
         "conn_type": "pluto",
         "password": SANDBOX_KEY,
-        "extra": {"api_url": base_url, "ingest_url": base_url, "app_url": base_url},
+        "extra": {"api_url": base_url, "ingest_url": base_url, "py_url": base_url, "app_url": base_url},
     }
     return {"AIRFLOW_CONN_PLUTO_DEFAULT": json.dumps(conn)}
 
@@ -264,7 +371,10 @@ def _parse_json_string(value: Any) -> Any:
 
 def install(app: FastAPI, state: SandboxState) -> None:
     def ps() -> PlutoState:
-        return state.pluto
+        pluto: PlutoState = state.pluto
+        with pluto.lock:
+            pluto.sweep()  # the monitor cycles due by now happen before anything reads or writes
+        return pluto
 
     def base(request: Request) -> str:
         return state.base_url or str(request.base_url).rstrip("/")
@@ -355,7 +465,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 # Resume: a terminal run goes back to RUNNING; the sent config is deep-merged.
                 run.opened += 1
                 if run.status != "RUNNING":
-                    run.status, run.status_updated = "RUNNING", _now_ms()
+                    ps().record(run, "RUNNING", "resume")
                 if isinstance(config, dict):
                     run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
                 run.updated_at = _now_ms()
@@ -422,7 +532,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 return api_error(404, "Run not found")
             run.opened += 1
             if run.status != "RUNNING":
-                run.status, run.status_updated = "RUNNING", _now_ms()
+                ps().record(run, "RUNNING", "resume")
             return JSONResponse(run.answer(base(request), True))
 
     @app.post("/api/runs/status/update")
@@ -462,13 +572,22 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 settings = _parse_json_string(body.get("loggerSettings"))
             except ValueError:
                 return api_error(400, "Invalid loggerSettings JSON")
+            current, wanted = run.status, body["status"]
+            if current != "RUNNING" and wanted != "RUNNING" and SEVERITY[wanted] < SEVERITY[current]:
+                # Precedence: a less severe final status never replaces a more severe one. Nothing
+                # is written, no event recorded, and the answer does not say so.
+                return JSONResponse({"success": True})
             if isinstance(settings, dict):
                 run.logger_settings = deep_merge(
                     run.logger_settings if isinstance(run.logger_settings, dict) else {}, settings
                 )
-            run.status = body["status"]
             run.status_metadata = metadata
-            run.status_updated = int(body.get("statusUpdated") or _now_ms())
+            sent_at = body.get("statusUpdated")
+            if wanted != current:
+                ps().record(run, wanted, "api", metadata, at=sent_at / 1000 if sent_at else None)
+            elif current == "RUNNING" or sent_at:
+                # The same status again records no event; RUNNING -> RUNNING is a liveness ping.
+                run.status_updated = int(sent_at or _now_ms())
             run.updated_at = _now_ms()
         return JSONResponse({"success": True})
 
@@ -521,7 +640,11 @@ def install(app: FastAPI, state: SandboxState) -> None:
         body = run.to_json(base(request))
         body = {
             "id": run.id,
-            **{k: v for k, v in body.items() if k not in ("runId", "metrics", "url", "opened", "heartbeats")},
+            **{
+                k: v
+                for k, v in body.items()
+                if k not in ("runId", "metrics", "url", "opened", "heartbeats", "lastSeen", "statusHistory")
+            },
         }
         body["logNames"] = sorted(run.metrics)
         return JSONResponse(body)
@@ -555,74 +678,109 @@ def install(app: FastAPI, state: SandboxState) -> None:
                         **{
                             k: v
                             for k, v in body.items()
-                            if k not in ("runId", "metrics", "url", "opened", "heartbeats")
+                            if k not in ("runId", "metrics", "url", "opened", "heartbeats", "lastSeen", "statusHistory")
                         },
                     }
                 )
             return JSONResponse({"runs": listed, "total": len(runs)})
 
+    @app.get("/api/runs/status/history")
+    def status_history(request: Request) -> Response:
+        if (denied := api_auth(request)) is not None:
+            return denied
+        raw = request.query_params.get("runId", "")
+        run = get_run(int(raw)) if raw.isdigit() else None
+        if run is None:
+            return api_error(404, "Run not found")
+        return JSONResponse({"runId": run.id, "events": [dict(e) for e in run.events]})
+
     # --- py service (heartbeat): FastAPI's {"detail": ...} errors --------------------------------
     @app.post("/api/runs/trigger")
     async def trigger(request: Request) -> Response:
-        problem = key_problem(request, ps().keys)
-        if problem is not None:
-            return py_error(401, "Invalid API key format" if problem in ("", "Invalid API key") else problem)
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            return py_error(401, "Authorization header missing or invalid")
+        key = header[7:].strip()
+        if not key:
+            return py_error(401, "Invalid API key format")
+        # Only expiry is checked here (the py ApiKey model has no revokedAt; section F, inferred).
+        if ps().keys.get(key) in (None, "expired"):
+            return py_error(401, "Invalid or expired API key for this run")
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:
-            return py_error(422, "body is not JSON")
-        run = get_run(body.get("runId") if isinstance(body, dict) else None)
-        if run is None:
-            return py_error(404, "Run not found")
-        run.heartbeats += 1
-        return JSONResponse({"status": run.status, "triggers": None})
+            body = None
+        run_id = body.get("runId") if isinstance(body, dict) else None
+        if isinstance(run_id, str) and run_id.strip().lstrip("-").isdigit():
+            run_id = int(run_id)  # pydantic's lax mode
+        if run_id is None or isinstance(run_id, bool) or not isinstance(run_id, int):
+            kind = "missing" if run_id is None else "int_parsing"
+            msg = "Field required" if run_id is None else "Input should be a valid integer"
+            return JSONResponse(
+                {"detail": [{"type": kind, "loc": ["body", "runId"], "msg": msg, "input": run_id}]}, status_code=422
+            )
+        with ps().lock:
+            run = get_run(run_id)
+            if run is None:
+                return py_error(404, "Run not found")
+            now = time.time()
+            run.heartbeats += 1
+            if run.last_seen is None or now - run.last_seen >= ps().settings["heartbeat_coalesce_s"]:
+                run.last_seen = now
+            if run.id in ps().cancel_requests and run.status != "CANCELLED":
+                # Written directly: no precedence check, no status event (section F, observed).
+                run.status = "CANCELLED"
+            # A ping never revives a closed run: it only writes the heartbeat row.
+            return JSONResponse({"status": run.status, "triggers": None})
 
-    # --- ingest service: {"code", "message", "details"} errors, text/plain success ---------------
+    # --- ingest service: every error is 422 PROCESSING_FAILED with the cause inside ---------------
     @app.post("/ingest/metrics")
     async def ingest_metrics(request: Request) -> Response:
-        problem = key_problem(request, ps().keys)
-        if problem is not None:
-            if problem == "":
-                return ingest_error(401, "MISSING_AUTH_HEADER", "Missing Authorization header")
-            return ingest_error(401, "INVALID_API_KEY", problem)
-        for header in ("X-Run-Id", "X-Project-Name"):
-            if not request.headers.get(header):
-                return ingest_error(400, "MISSING_HEADER", f"Missing required header: {header}", {"header": header})
+        def failed(variant: str, number: int, category: str, message: str) -> JSONResponse:
+            return ingest_error(
+                422,
+                "PROCESSING_FAILED",
+                f"Failed to process metrics stream: {variant} ({number} - {category}): {message}",
+            )
+
+        header = request.headers.get("authorization")
+        if header is None:
+            return failed("MissingToken", 1003, "Authentication Error", "Missing Authorization header")
+        if not header.startswith("Bearer "):
+            return failed(
+                "InvalidBearerFormat", 1007, "Authentication Error", "Authorization header must start with 'Bearer '"
+            )
+        key_state = ps().keys.get(header[7:].strip())
+        if key_state != "active":
+            message = {"revoked": "API key has been revoked", "expired": "API key has expired"}.get(
+                key_state or "", "Invalid API key"
+            )
+            return failed("InvalidToken", 1002, "Authentication Error", message)
+        for name in ("X-Run-Id", "X-Project-Name"):
+            if not request.headers.get(name):
+                return failed("InvalidHeaderFormat", 2004, "Validation Error", f"Missing required header: {name}")
         raw_id = request.headers["X-Run-Id"]
-        if not raw_id.isdigit():
-            return ingest_error(
-                400,
-                "INVALID_HEADER",
-                f"X-Run-Id must be a numeric run id, got {raw_id!r}",
-                {"header": "X-Run-Id"},
-            )
-        # Not confirmed whether the real ingest checks that the run exists; the sandbox does.
-        run = get_run(int(raw_id))
-        if run is None or run.project != request.headers["X-Project-Name"]:
-            return ingest_error(
-                422, "RUN_NOT_FOUND", f"no run {raw_id} in project {request.headers['X-Project-Name']!r}"
-            )
+        # The service never looks the run up: rows are stored under the key's tenant; a
+        # non-numeric X-Run-Id becomes run 0.
+        run_id = int(raw_id) if raw_id.isdigit() else 0
         records: list[dict[str, Any]] = []
-        for number, line in enumerate((await request.body()).decode("utf-8", "replace").splitlines(), 1):
+        for line in (await request.body()).splitlines():
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                return ingest_error(400, "INVALID_JSON", f"line {number} is not JSON", {"line": number})
-            problem_text = _metric_problem(record)
-            if problem_text:
-                return ingest_error(400, "INVALID_METRIC", f"line {number}: {problem_text}", {"line": number})
+            record, problem = parse_metric_line(line)
+            if problem is not None:
+                return failed(*problem)
             records.append(record)
-        if not records:
-            return ingest_error(400, "EMPTY_BODY", "no records in the request body")
         with ps().lock:
+            run = get_run(run_id)
             for record in records:
+                if run is None:
+                    ps().orphan_records += 1
+                    continue
                 for name, value in record["data"].items():
                     run.metrics.setdefault(name, []).append(
                         {"step": record["step"], "time": record["time"], "value": value}
                     )
-            run.updated_at = _now_ms()
         return PlainTextResponse(f"Stream processed successfully: {len(records)} records")
 
     # --- app: the run page --------------------------------------------------------------------
@@ -654,6 +812,33 @@ def install(app: FastAPI, state: SandboxState) -> None:
         with ps().lock:
             return JSONResponse([r.to_json(base(request)) for r in sorted(ps().runs.values(), key=lambda r: r.id)])
 
+    @app.post("/_sandbox/pluto/settings")
+    async def settings(request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        bad = {
+            k: v
+            for k, v in (body or {}).items()
+            if k not in DEFAULT_SETTINGS or isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+        }
+        if not isinstance(body, dict) or bad:
+            return JSONResponse(
+                {"error": f"settings are non-negative numbers named {sorted(DEFAULT_SETTINGS)}; got {bad or body}"},
+                status_code=400,
+            )
+        with ps().lock:
+            return JSONResponse(ps().configure(body))
+
+    @app.post("/_sandbox/pluto/cancel")
+    async def cancel(request: Request) -> Response:
+        body = await request.json()
+        with ps().lock:
+            run = get_run(body.get("runId") if isinstance(body, dict) else None)
+            if run is None:
+                return JSONResponse({"error": "need {'runId': <an existing run>}"}, status_code=400)
+            # A CANCEL row in run_triggers: the next heartbeat answers (and sets) CANCELLED.
+            ps().cancel_requests.add(run.id)
+        return JSONResponse({"runId": run.id, "cancelRequested": True})
+
     @app.post("/_sandbox/pluto/keys")
     async def keys(request: Request) -> Response:
         body = await request.json()
@@ -665,17 +850,62 @@ def install(app: FastAPI, state: SandboxState) -> None:
         return JSONResponse({"key_states": len(ps().keys)})
 
 
-def _metric_problem(record: Any) -> str | None:
+SPECIAL_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+LINE_FIELDS = ("time", "step", "data")
+Problem = tuple[str, int, str, str]
+
+
+def parse_metric_line(line: bytes) -> tuple[dict[str, Any], Problem | None]:
+    """One NDJSON line of ``/ingest/metrics`` as the ingest service reads it (section F): bare
+    ``NaN``/``Infinity``/``-Infinity`` and the strings ``"NaN"``/``"Infinity"``/``"-Infinity"`` are
+    the special values, a ``null`` value is skipped, unknown line fields are rejected."""
+
+    def undecodable(error: str) -> tuple[dict[str, Any], Problem]:
+        shown = line[:100].decode("utf-8", "replace")
+        return {}, (
+            "StreamDecodingError",
+            3004,
+            "Processing Error",
+            f"Failed to parse JSON line (bytes): '{shown}': {error}",
+        )
+
+    try:
+        # Python's parser accepts the bare tokens, as the service's second, quoting parse does.
+        record = json.loads(line)
+    except ValueError as exc:
+        return undecodable(str(exc))
     if not isinstance(record, dict):
-        return "a record must be a JSON object"
+        return undecodable("invalid type: expected struct MetricLine")
+    unknown = [k for k in record if k not in LINE_FIELDS]
+    if unknown:
+        return undecodable(f"unknown field `{unknown[0]}`, expected one of `time`, `step`, `data`")
+    for name in LINE_FIELDS:
+        if name not in record:
+            return undecodable(f"missing field `{name}`")
     for name in ("time", "step"):
-        value = record.get(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"{name} must be an integer, got {value!r}"
-    data = record.get("data")
-    if not isinstance(data, dict) or not data:
-        return "data must be a non-empty object"
-    for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"data[{name!r}] must be a number, got {value!r}"
-    return None
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return undecodable(f"invalid value for `{name}`: expected u64, got {json.dumps(value)}")
+    if not isinstance(record["data"], dict):
+        return undecodable("invalid type for `data`: expected a map")
+    data: dict[str, float | int] = {}
+    for name, value in record["data"].items():
+        if not name.strip():
+            return {}, ("InvalidMetricFormat", 2005, "Validation Error", "metric name cannot be empty")
+        if value is None:
+            continue
+        if isinstance(value, str) and value in SPECIAL_VALUES:
+            value = SPECIAL_VALUES[value]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return undecodable(f"invalid value for metric `{name}`: expected a number, got {json.dumps(value)}")
+        data[name] = value
+    if not data:
+        return {}, ("InvalidMetricFormat", 2005, "Validation Error", "'data' field cannot be empty")
+    return {"time": record["time"], "step": record["step"], "data": data}, None
+
+
+def json_safe(value: Any) -> Any:
+    """A stored metric value for the control API's strict JSON (NaN and the infinities as strings)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
