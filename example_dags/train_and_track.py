@@ -5,7 +5,9 @@ version, ACTIVE and ready) >> check_model_version >> pluto_finish (teardown). Ev
 Pluto run: its params are the run's config, the new model version is added to the config and its
 checks are logged as metrics, and the run is closed COMPLETED or FAILED (with the failed task ids)
 however the DAG run ended. A retried task or a cleared DAG run
-resumes the same Pluto run.
+resumes the same Pluto run. pluto_keep_alive sends heartbeats from the triggerer while the DAG run
+works, so that Pluto does not close a long training run as stalled (under ``dag.test()``, which runs
+one task at a time, it is skipped).
 
 Against the embedded sandbox (``modelops-sandbox serve``) the defaults just work; against the real
 services, set the ``foundry_default`` and ``pluto_default`` connections and pass your studio's RID
@@ -21,7 +23,11 @@ from airflow.sdk import DAG, Param, get_current_context, task
 
 from modelops_provider.foundry.operators import ModelStudioLaunchOperator
 from modelops_provider.foundry.sensors import LiveDeploymentSensor
-from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
+from modelops_provider.pluto.operators import (
+    PlutoFinishRunOperator,
+    PlutoKeepAliveOperator,
+    PlutoStartRunOperator,
+)
 
 SANDBOX_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000001"
 SANDBOX_DEPLOYMENT = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000001"
@@ -101,3 +107,4 @@ with DAG(
     model = report_model_version(train.output)
     start.as_setup() >> train >> verify
     verify >> check_model_version(model) >> finish.as_teardown(setups=start)
+    start >> PlutoKeepAliveOperator(task_id="pluto_keep_alive")

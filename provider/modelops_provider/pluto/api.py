@@ -165,7 +165,8 @@ def metric_data(name: str, value: Any) -> dict[str, float | int]:
     return data
 
 
-def _wire(value: float | int) -> float | int | str:
+def wire_value(value: float | int) -> float | int | str:
+    """A metric value as sent (and as JSON can hold it): NaN and the infinities as Pluto's strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return _SPECIAL[repr(value)]
     return value
@@ -174,7 +175,7 @@ def _wire(value: float | int) -> float | int | str:
 def _ndjson(lines: Sequence[dict[str, Any]]) -> bytes:
     out = []
     for line in lines:
-        line = {**line, "data": {k: _wire(v) for k, v in line["data"].items()}}
+        line = {**line, "data": {k: wire_value(v) for k, v in line["data"].items()}}
         out.append(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n")
     return "".join(out).encode()
 

@@ -7,6 +7,7 @@ connection into all three.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -84,7 +85,12 @@ class PlutoHook(ApiHook):
         self._app_url = _base_url(self.conn_id, "app_url", extra.get("app_url"), DEFAULT_APP_URL)
         common: dict[str, Any] = {"auth": bearer(key), **service_options(extra)}
         self._ingest_service = Service(name="Pluto ingest", base_url=ingest_url, **common)
-        self._py_service = Service(name="Pluto py", base_url=py_url, **common)
+        # A heartbeat is worth little late: the next one follows within the interval anyway, so
+        # one is retried at most once and within 10 s, not with the connection's whole budget.
+        py_retry = dataclasses.replace(
+            common["retry"], max_attempts=min(common["retry"].max_attempts, 2), max_elapsed=10.0
+        )
+        self._py_service = Service(name="Pluto py", base_url=py_url, **{**common, "retry": py_retry})
         return Service(name="Pluto", base_url=api_url, **common)
 
     @property

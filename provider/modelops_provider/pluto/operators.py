@@ -457,11 +457,13 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         self.record_run(context, SUCCEEDED if status == "COMPLETED" else FAILED, status=status, error=error)
         if error is not None:
             raise error
+        from modelops_provider.pluto.api import wire_value
+
         return {
             "runId": run_id,
             "status": status,
             "url": url,
-            "metrics": metrics,
+            "metrics": {name: wire_value(value) for name, value in metrics.items()},  # XCom is JSON
             **metadata,
             "closedByServer": closed["closedByServer"],
         }

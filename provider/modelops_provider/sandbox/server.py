@@ -138,6 +138,15 @@ class SandboxControl:
         """Register a Pluto API key as ``active``, ``revoked`` or ``expired``."""
         return self._post("/_sandbox/pluto/keys", {"key": key, "state": state})  # type: ignore[no-any-return]
 
+    def pluto_settings(self, **settings: float) -> dict[str, Any]:
+        """Pluto's monitor timings: ``heartbeat_grace_s``, ``stale_grace_s``, ``monitor_interval_s``,
+        ``heartbeat_coalesce_s`` (real defaults 150, 1800, 60, 30)."""
+        return self._post("/_sandbox/pluto/settings", settings)  # type: ignore[no-any-return]
+
+    def pluto_cancel(self, run_id: int) -> dict[str, Any]:
+        """Request a stop of a Pluto run, as its UI does: the next heartbeat answers CANCELLED."""
+        return self._post("/_sandbox/pluto/cancel", {"runId": run_id})  # type: ignore[no-any-return]
+
     def ducklake_model(self, name: str, *, project: str = "analytics", **settings: Any) -> dict[str, Any]:
         """Script a DuckLake model: ``outcome``, ``duration_s``, ``rows_affected``, ``tests`` (see sandbox.ducklake)."""
         return self._post("/_sandbox/ducklake/models", {"project": project, "name": name, **settings})  # type: ignore[no-any-return]
