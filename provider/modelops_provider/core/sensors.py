@@ -137,7 +137,8 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
                 store.delete(self.missed_polls_key)
         self._record_snap = snap
         if snap.summary != self._last_summary:
-            self.log.info("%s: %s", self.describe(), snap.summary)
+            # An unknown status is worth a warning: the sensor's own timeout bounds the wait on it.
+            (self.log.warning if snap.unknown_status else self.log.info)("%s: %s", self.describe(), snap.summary)
             self._last_summary = snap.summary
         if not snap.outcome.terminal:
             return False

@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from modelops_provider.core.errors import JobTimeoutError, RateLimitedError, ServerError, TransportError
+from modelops_provider.core.errors import (
+    JobFailedError,
+    JobTimeoutError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
 from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call, Sleep
 
@@ -37,6 +43,8 @@ class Snapshot:
     data: dict[str, Any] = field(default_factory=dict)
     # Why it failed, in words for the task's exception (set for FAILED/CANCELLED, and for fail-fast states).
     reason: str | None = None
+    # The service answered a status this provider does not know (see WaitProgress for the rule).
+    unknown_status: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +53,7 @@ class Snapshot:
             "summary": self.summary,
             "data": self.data,
             "reason": self.reason,
+            "unknown_status": self.unknown_status,
         }
 
     @classmethod
@@ -55,6 +64,7 @@ class Snapshot:
             summary=raw["summary"],
             data=raw.get("data") or {},
             reason=raw.get("reason"),
+            unknown_status=bool(raw.get("unknown_status")),
         )
 
 
@@ -69,6 +79,14 @@ def deadline_from(timeout: float | None, *, now: float | None = None) -> float |
 # own retries) is a missed poll, and the wait goes on until this many polls in a row have missed.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ServerError, TransportError, RateLimitedError)
 MAX_MISSED_POLLS = 5
+# How long a wait goes on while the service answers a status this provider does not know: long
+# enough for a new intermediate status (say, a queue) to pass, short enough not to wait forever on
+# a new final one.
+UNKNOWN_STATUS_GRACE_S = 600.0
+
+
+class UnknownStatusError(JobFailedError):
+    """The service kept answering a status this provider does not know."""
 
 
 class WaitProgress:
@@ -88,10 +106,28 @@ class WaitProgress:
         self.started = time.time() if started_at is None else float(started_at)
         self.last: Snapshot | None = None
         self.missed = MissedPolls(MAX_MISSED_POLLS)
+        self.unknown_since: float | None = None
 
     def seen(self, snap: Snapshot) -> bool:
-        """A look succeeded; True when the job is terminal."""
+        """A look succeeded; True when the job is terminal. An unknown status is logged once as a
+        warning, waited on for at most ``UNKNOWN_STATUS_GRACE_S``, then raised as
+        :class:`UnknownStatusError`."""
         self.missed.seen()
+        if not snap.unknown_status:
+            self.unknown_since = None
+        elif self.unknown_since is None:
+            self.unknown_since = time.monotonic()
+            self.log.warning(
+                "%s: status %r is not one this provider knows; waiting at most %.0fs for a known one",
+                self.what,
+                snap.status,
+                UNKNOWN_STATUS_GRACE_S,
+            )
+        elif time.monotonic() - self.unknown_since >= UNKNOWN_STATUS_GRACE_S:
+            raise UnknownStatusError(
+                f"{self.what}: status {snap.status!r} for {time.monotonic() - self.unknown_since:.0f}s, a status "
+                f"this provider does not know ({snap.summary}); giving up the wait"
+            )
         if self.last is None or snap.summary != self.last.summary:
             self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.time() - self.started)
         self.last = snap

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,21 +67,40 @@ def require_project_name(name: str, value: Any) -> str:
     return require_name(name, value, max_length=NAME_MAX)
 
 
+# A model_names entry is a selector (CONTRACTS.md section G): ``name``, ``project.name``, ``+name``
+# (with its upstream), ``name+`` (with its downstream), ``+name+``, ``tag:x``, ``project:p``, and
+# ``state:modified`` (only as the only entry).
+SELECTOR = re.compile(r"^\+?(?:(?:tag|project|state):[^\s:+]+|[^\s:+]+)\+?$")
+SELECTOR_METHODS = ("tag", "project", "state")
+
+
 def require_model_names(name: str, value: Any) -> list[str] | None:
+    """Model selectors; None (or an empty list, which the server reads the same) runs every model."""
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name} must be a list of model names (or None for every model), got {value!r}")
+        raise ValueError(f"{name} must be a list of model names or selectors (or None for every model), got {value!r}")
     names = list(value)
     if len(names) > MAX_RESULTS_LIMIT:
         raise ValueError(f"{name} may hold at most {MAX_RESULTS_LIMIT} names, got {len(names)}")
     for item in names:
-        if not isinstance(item, str) or not item or any(c.isspace() for c in item) or len(item) > NAME_MAX:
+        if not isinstance(item, str) or len(item) > NAME_MAX or not SELECTOR.match(item):
             raise ValueError(
-                f"{name} must hold non-empty model names without whitespace (at most {NAME_MAX} characters), "
-                f"got {item!r} in {value!r}"
+                f"{name} must hold model names or selectors (name, project.name, +name, name+, tag:x, "
+                f"project:p, state:modified), got {item!r} in {value!r}"
             )
-    return names
+        if item.lstrip("+").startswith("state:") and (item != "state:modified" or len(names) > 1):
+            raise ValueError(
+                f"{name}: 'state:modified' is the only state selector and must be the only entry, got {value!r}"
+            )
+    return names or None
+
+
+def require_target_name(name: str, value: Any) -> str | None:
+    """A catalog, schema or environment name: sent only when set."""
+    if value is None:
+        return None
+    return require_project_name(name, value)
 
 
 def require_status(name: str, value: Any) -> str | None:
@@ -119,7 +139,10 @@ def _same_request(run: ModelRun, body: dict[str, Any], since: float, principals:
         return False
     if principals and run.triggered_by and run.triggered_by.strip().lower() not in principals:
         return False
-    if run.full_refresh is not None and run.full_refresh != body["full_refresh"]:
+    if run.full_refresh is not None and run.full_refresh != body.get("full_refresh", False):
+        return False
+    environment = body.get("environment_name")
+    if environment and run.environment_name and run.environment_name != environment:
         return False
     wanted = body.get("model_names")
     return wanted is None or sorted(run.model_names or []) == sorted(wanted)
@@ -183,20 +206,28 @@ class DuckLakeApi:
         self,
         project_name: str,
         model_names: Sequence[str] | None = None,
-        full_refresh: bool = False,
+        full_refresh: bool | None = None,
         *,
+        target_catalog: str | None = None,
+        target_schema: str | None = None,
+        environment_name: str | None = None,
         unknown_since: float | None = None,
     ) -> Call[ModelRun]:
-        """Trigger a run, never twice (:func:`~modelops_provider.core.adopt.create_or_adopt`): after an
-        ambiguous trigger, a MANUAL run of the same request created since by our principal is adopted.
-        ``unknown_since``: an earlier try's trigger at that time had an unknown outcome."""
-        body: dict[str, Any] = {
-            "project_name": require_project_name("project_name", project_name),
-            "full_refresh": require_bool("full_refresh", full_refresh),
+        """Trigger a run, sending only the fields given (the server's defaults apply to the rest; a
+        server ignores the fields it does not know: ``target_*`` are 2026-03 fields,
+        ``environment_name`` a newer one). Never twice
+        (:func:`~modelops_provider.core.adopt.create_or_adopt`): after an ambiguous trigger, a MANUAL
+        run of the same request created since by our principal is adopted. ``unknown_since``: an
+        earlier try's trigger at that time had an unknown outcome."""
+        body: dict[str, Any] = {"project_name": require_project_name("project_name", project_name)}
+        optional = {
+            "model_names": require_model_names("model_names", model_names),
+            "full_refresh": require_bool("full_refresh", full_refresh, allow_none=True),
+            "target_catalog": require_target_name("target_catalog", target_catalog),
+            "target_schema": require_target_name("target_schema", target_schema),
+            "environment_name": require_target_name("environment_name", environment_name),
         }
-        names = require_model_names("model_names", model_names)
-        if names is not None:
-            body["model_names"] = names
+        body.update({k: v for k, v in optional.items() if v is not None})
         service = self._service()
 
         def find(since: float) -> Call[ModelRun | None]:

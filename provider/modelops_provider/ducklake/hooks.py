@@ -151,9 +151,14 @@ class DuckLakeHook(ApiHook):
         return self.iterate(self.api.pages(status=status, max_results=max_results))
 
     def trigger_model_run(
-        self, project_name: str, model_names: Sequence[str] | None = None, full_refresh: bool = False
+        self,
+        project_name: str,
+        model_names: Sequence[str] | None = None,
+        full_refresh: bool | None = None,
+        **fields: Any,
     ) -> ModelRun:
-        return self.call(self.api.trigger_model_run(project_name, model_names, full_refresh))
+        """Fields: ``target_catalog``, ``target_schema``, ``environment_name`` (sent only when set)."""
+        return self.call(self.api.trigger_model_run(project_name, model_names, full_refresh, **fields))
 
     def get_model_run(self, run_id: str) -> ModelRun:
         return self.call(self.api.get_model_run(run_id))

@@ -10,7 +10,7 @@ from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
 from modelops_provider.core.validation import require_bool
 from modelops_provider.core.waiting import Snapshot
-from modelops_provider.ducklake.api import require_model_names, require_project_name
+from modelops_provider.ducklake.api import require_model_names, require_project_name, require_target_name
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
 from modelops_provider.ducklake.report import gate, read_report, record_details, run_failure_message
@@ -43,9 +43,21 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     run an earlier try triggered (Airflow 3.3's task state store) while that run is pending, running
     or succeeded; only a failed or cancelled run, or one whose tests failed the gate, is triggered anew.
 
+    Only the arguments set are sent (the platform's defaults apply to the others), and all are
+    checked before any request.
+
     :param project_name: the DuckLake project (templated).
-    :param model_names: models to run (templated); None runs every model of the project.
-    :param full_refresh: rebuild incremental models from scratch (templated).
+    :param model_names: models to run, as names or selectors: ``name``, ``project.name``, ``+name``
+        (with its upstream models), ``name+`` (with its downstream), ``tag:x``, ``project:p``, or
+        ``["state:modified"]`` alone (templated); None runs every model of the project.
+    :param full_refresh: rebuild incremental models from scratch (templated; ``"true"``/``"false"``
+        accepted); None leaves it to the platform (false).
+    :param target_catalog: catalog the models are written to (templated; 2026-03 servers, default
+        ``memory``; newer servers take it from the environment and ignore it).
+    :param target_schema: schema the models are written to (templated; 2026-03 servers, default the
+        project name; newer servers ignore it).
+    :param environment_name: the project environment that runs (templated; newer servers). Required
+        there when the project has several development environments.
     :param fail_on_test_failure: fail the task when a test does not PASS (default True).
     :param wait_for_completion: wait for the run to end (default) or return
         ``{run_id, project_name, started_at}`` right after triggering (no table, gate or asset events;
@@ -56,7 +68,15 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     :param ducklake_conn_id: Airflow connection of type ``ducklake``.
     """
 
-    template_fields: Sequence[str] = ("project_name", "model_names", "full_refresh", "ducklake_conn_id")
+    template_fields: Sequence[str] = (
+        "project_name",
+        "model_names",
+        "full_refresh",
+        "target_catalog",
+        "target_schema",
+        "environment_name",
+        "ducklake_conn_id",
+    )
     operator_extra_links = (DuckLakeModelRunLink(),)
     hook_class = DuckLakeHook
     trigger_class = DuckLakeModelRunTrigger
@@ -71,7 +91,10 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
         *,
         project_name: str,
         model_names: Sequence[str] | None = None,
-        full_refresh: bool | str = False,
+        full_refresh: bool | str | None = None,
+        target_catalog: str | None = None,
+        target_schema: str | None = None,
+        environment_name: str | None = None,
         fail_on_test_failure: bool = True,
         ducklake_conn_id: str = DuckLakeHook.default_conn_name,
         **kwargs: Any,
@@ -82,6 +105,9 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
         self.project_name = project_name
         self.model_names = model_names
         self.full_refresh = full_refresh
+        self.target_catalog = target_catalog
+        self.target_schema = target_schema
+        self.environment_name = environment_name
         self.fail_on_test_failure = require_bool("fail_on_test_failure", fail_on_test_failure)
         self.ducklake_conn_id = ducklake_conn_id
 
@@ -92,12 +118,20 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     def validate(self) -> None:
         require_project_name("project_name", self.project_name)
         self.model_names = require_model_names("model_names", self.model_names)
-        self.full_refresh = require_bool("full_refresh", self.full_refresh)
+        self.full_refresh = require_bool("full_refresh", self.full_refresh, allow_none=True)
+        for name in ("target_catalog", "target_schema", "environment_name"):
+            require_target_name(name, getattr(self, name))
 
     def submit(self, hook: DuckLakeHook, context: Context) -> dict[str, Any]:
         run = hook.call(
             hook.api.trigger_model_run(
-                self.project_name, self.model_names, bool(self.full_refresh), unknown_since=self.unknown_since
+                self.project_name,
+                self.model_names,
+                self.full_refresh,  # type: ignore[arg-type]  # validated
+                target_catalog=self.target_catalog,
+                target_schema=self.target_schema,
+                environment_name=self.environment_name,
+                unknown_since=self.unknown_since,
             )
         )
         return {"run_id": run.id, "project_name": run.project_name or self.project_name}

@@ -27,7 +27,8 @@ BULKY_STEP_FIELDS = {"compiled_sql"}
 
 
 def run_outcome(status: str | None) -> Outcome:
-    """An unknown (or missing) run status keeps the wait going."""
+    """An unknown (or missing) run status keeps the wait going (within the limit the wait sets for
+    unknown statuses, see ``core.waiting.UNKNOWN_STATUS_GRACE_S``)."""
     return RUN_OUTCOMES.get(status or "", Outcome.WAITING)
 
 
@@ -42,7 +43,8 @@ def test_outcome(status: str | None) -> Outcome:
 def run_snapshot(run: ModelRun) -> Snapshot:
     status = run.status or "UNKNOWN"
     outcome = run_outcome(run.status)
-    note = "" if run.status in RUN_OUTCOMES else " (unknown status; still waiting)"
+    known = run.status in RUN_OUTCOMES
+    note = "" if known else f" (unknown status; known: {', '.join(RUN_STATUSES)})"
     failed = outcome in (Outcome.FAILED, Outcome.CANCELLED)
     why = f" ({run.error_message})" if failed and run.error_message else ""
     return Snapshot(
@@ -52,4 +54,5 @@ def run_snapshot(run: ModelRun) -> Snapshot:
         summary=f"{status}{why}{note}",
         data=run.to_json(exclude=BULKY_RUN_FIELDS),
         reason=(run.error_message or f"run is {status}") if failed else None,
+        unknown_status=not known,
     )

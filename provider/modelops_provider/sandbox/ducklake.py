@@ -11,9 +11,17 @@
   carries ``X-RateLimit-*``. Errors are ``{"code", "message"}``.
 * Paging: ``max_results`` (default 100, clamped to 1000) and ``page_token`` (base64 of the offset).
 
+* The trigger body (section G): unknown fields are ignored, ``model_names`` entries are selectors
+  (``name``, ``project.name``, ``+name``, ``name+``, ``tag:x``, ``project:p``, ``state:modified``),
+  ``target_catalog``/``target_schema`` are accepted, and a project with scripted environments picks
+  one as newer servers do (``environment_name``, else the development environment ``dev``, else the
+  only development environment, else 400).
+
 Control API: ``POST /_sandbox/ducklake/models`` scripts a model, ``POST /_sandbox/ducklake/runs``
-starts a run as a schedule would, ``POST /_sandbox/ducklake/settings`` changes the cancel routes,
-the rate limit and the PENDING time. ``GET /ui/ducklake/model-runs/{id}`` is a page for the link.
+starts a run as a schedule would (``GET`` lists runs with the trigger body each received),
+``POST /_sandbox/ducklake/environments`` scripts a project environment,
+``POST /_sandbox/ducklake/settings`` changes the cancel routes, the rate limit and the PENDING time.
+``GET /ui/ducklake/model-runs/{id}`` is a page for the link.
 """
 
 from __future__ import annotations
@@ -104,6 +112,7 @@ class ModelSpec:
     rows_affected: int = 1000
     tests: tuple[TestSpec, ...] = ()
     error_message: str | None = None
+    tags: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +122,7 @@ class ModelSpec:
             "duration_s": self.duration_s,
             "rows_affected": self.rows_affected,
             "tests": [{"name": t.name, "status": t.status, "rows_returned": t.rows_returned} for t in self.tests],
+            "tags": list(self.tags),
         }
 
 
@@ -140,6 +150,9 @@ class Run:
     steps: list[Step]
     cancelled_at: float | None = None
     cancelled_by: str | None = None
+    environment_name: str | None = None  # set when the project has environments (newer servers)
+    request: dict[str, Any] | None = None  # the trigger body as received (control API only)
+    reported_status: str | None = None  # a status to answer instead (plays a server with new statuses)
 
     def _failed_index(self) -> int | None:
         return next((i for i, s in enumerate(self.steps) if s.model.outcome == "FAILED"), None)
@@ -187,7 +200,7 @@ class Run:
         return self.step_status_at(index, now)
 
     def to_json(self, now: float) -> dict[str, Any]:
-        status = self.status(now)
+        status = self.reported_status or self.status(now)
         manifest = {"version": 1, "models": [{"model_name": f"{self.project}.{s.model.name}"} for s in self.steps]}
         body: dict[str, Any] = {
             "id": self.id,
@@ -197,6 +210,7 @@ class Run:
             "model_names": list(self.model_names),
             "project_name": self.project,
             "full_refresh": self.full_refresh,
+            **({"environment_name": self.environment_name} if self.environment_name else {}),
             "compile_manifest": json.dumps(manifest, separators=(",", ":")),
             "compile_diagnostics": {"warnings": [], "errors": []},
             "created_at": _iso(self.created),
@@ -326,6 +340,8 @@ class DuckLakeState:
         self.missing_route_status = 404
         self.pending_s = 0.2
         self.limiter = RateLimiter(100.0, 200)
+        # project -> environment name -> {"kind": "development" | "production", ...}
+        self.environments: dict[str, dict[str, dict[str, Any]]] = {}
         for model in _default_models():
             self.add_model(model)
 
@@ -342,20 +358,17 @@ class DuckLakeState:
         principal: str,
         *,
         ago_s: float = 0.0,
+        environment_name: str | None = None,
+        request: dict[str, Any] | None = None,
     ) -> Run:
         """Compile and start a run (``ago_s`` seconds in the past, for a scripted history); ValueError
-        (a 400) if the project or a model is unknown."""
+        (a 400) if the project, a model or the environment is unknown."""
         with self.lock:
             models = self.projects.get(project)
             if not models:
                 raise ValueError(f"project {project!r} has no models")
-            if names:
-                unknown = [n for n in names if n not in models]
-                if unknown:
-                    raise ValueError(f"model(s) not found in project {project!r}: {', '.join(unknown)}")
-                selected = [m for m in models.values() if m.name in set(names)]
-            else:
-                selected = list(models.values())
+            selected = [models[n] for n in select_models(project, models, names)] if names else list(models.values())
+            environment = self.pick_environment(project, environment_name)
             now = time.time() - ago_s
             t = running_at = now + self.pending_s
             steps = []
@@ -384,10 +397,62 @@ class DuckLakeState:
                 created=now,
                 running_at=running_at,
                 steps=steps,
+                environment_name=environment,
+                request=request,
             )
             self.runs[run.id] = run
             self.order.append(run.id)
             return run
+
+    def pick_environment(self, project: str, name: str | None) -> str | None:
+        """The environment a run of ``project`` uses, as newer servers pick it; None for a project
+        without environments (a 2026-03 server, which ignores ``environment_name``)."""
+        envs = self.environments.get(project)
+        if not envs:
+            return None
+        if name:
+            if name not in envs:
+                raise ValueError(f"environment {name!r} not found in project {project!r}")
+            return name
+        development = [n for n, e in envs.items() if e.get("kind") == "development"]
+        if "dev" in development:
+            return "dev"
+        if len(development) == 1:
+            return development[0]
+        if not development:
+            raise ValueError("project has no development environment")
+        raise ValueError("project has multiple development environments; environment_name is required")
+
+
+def select_models(project: str, models: dict[str, ModelSpec], selectors: list[str]) -> list[str]:
+    """The model names ``selectors`` pick, in the project's order (each model depends on the one
+    before it). ValueError (a 400) for a selector that picks nothing."""
+    order = list(models)
+    chosen: set[str] = set()
+    for selector in selectors:
+        core = selector.strip("+")
+        method, _, value = core.partition(":") if ":" in core else ("", "", core)
+        if method == "tag":
+            matched = [n for n in order if value in models[n].tags]
+        elif method == "project":
+            matched = order if value == project else []
+        elif method == "state":
+            matched = order if value == "modified" else []  # the sandbox keeps no state: all are new
+        elif "." in core:
+            owner, _, name = core.partition(".")
+            matched = [name] if owner == project and name in models else []
+        else:
+            matched = [core] if core in models else []
+        if not matched:
+            raise ValueError(f"model(s) not found in project {project!r}: {selector}")
+        for name in matched:
+            index = order.index(name)
+            chosen.add(name)
+            if selector.startswith("+"):
+                chosen.update(order[:index])
+            if selector.endswith("+"):
+                chosen.update(order[index + 1 :])
+    return [n for n in order if n in chosen]
 
 
 def make_state() -> DuckLakeState:
@@ -501,10 +566,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(400, "request body must be JSON", headers)
         if not isinstance(body, dict):
             return error(400, "request body must be a JSON object", headers)
-        allowed = {"project_name", "model_names", "target_catalog", "target_schema", "full_refresh"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            return error(400, f"unknown field(s): {', '.join(unknown)}", headers)
+        # Unknown fields are ignored, as Go's JSON decoding does (section G): one superset body
+        # serves every server version.
         project = body.get("project_name")
         if not _name(project):
             return error(400, "project_name is required and must be a name without whitespace", headers)
@@ -515,14 +578,22 @@ def install(app: FastAPI, state: SandboxState) -> None:
             or not all(isinstance(n, str) and n.strip() and n == n.lstrip() and len(n) <= 255 for n in names)
         ):
             return error(400, "model_names must be a list of model names", headers)
-        for key in ("target_catalog", "target_schema"):
-            if key in body and not _name(body[key]):
+        for key in ("target_catalog", "target_schema", "environment_name"):
+            if body.get(key) is not None and not _name(body[key]):
                 return error(400, f"{key} must be a name without whitespace", headers)
         full_refresh = body.get("full_refresh", False)
         if not isinstance(full_refresh, bool):
             return error(400, "full_refresh must be a boolean", headers)
         try:
-            run = ds().start_run(str(project), names, full_refresh, "MANUAL", principal or "")
+            run = ds().start_run(
+                str(project),
+                names,
+                full_refresh,
+                "MANUAL",
+                principal or "",
+                environment_name=body.get("environment_name"),
+                request=body,
+            )
         except ValueError as exc:
             return error(400, str(exc), headers)
         return answer(201, run.to_json(time.time()), headers)
@@ -635,6 +706,9 @@ def install(app: FastAPI, state: SandboxState) -> None:
             ):
                 return bad(f"each test needs a name and a status in {TEST_STATUSES}, got {raw!r}")
             tests.append(TestSpec(raw["name"], raw.get("status", "PASS"), int(raw.get("rows_returned", 0))))
+        tags = body.get("tags") or []
+        if not isinstance(tags, list) or not all(_name(t) for t in tags):
+            return bad(f"tags must be a list of names, got {tags!r}")
         try:
             model = ModelSpec(
                 project=str(project),
@@ -644,6 +718,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 rows_affected=int(body.get("rows_affected", 1000)),
                 tests=tuple(tests),
                 error_message=body.get("error_message"),
+                tags=tuple(tags),
             )
         except (TypeError, ValueError) as exc:
             return bad(str(exc))
@@ -675,6 +750,39 @@ def install(app: FastAPI, state: SandboxState) -> None:
         except (TypeError, ValueError) as exc:
             return bad(str(exc))
         return JSONResponse(run.to_json(time.time()), status_code=201)
+
+    @app.get("/_sandbox/ducklake/runs")
+    def control_runs() -> Response:
+        now = time.time()
+        with ds().lock:
+            return JSONResponse([{**ds().runs[i].to_json(now), "request": ds().runs[i].request} for i in ds().order])
+
+    @app.post("/_sandbox/ducklake/runs/{run_id}/reported-status")
+    async def report_status(run_id: str, request: Request) -> Response:
+        """Answer ``status`` for the run instead of its own (null: its own again)."""
+        body = await request.json()
+        with ds().lock:
+            run = ds().runs.get(run_id)
+            if run is None or not isinstance(body, dict):
+                return bad(f"no run {run_id!r}, or no body")
+            run.reported_status = body.get("status")
+            return JSONResponse(run.to_json(time.time()))
+
+    @app.post("/_sandbox/ducklake/environments")
+    async def script_environment(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            return bad("body must be an object")
+        project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
+        kind = body.get("kind", "development")
+        if not _name(project) or not _name(name) or kind not in ("development", "production"):
+            return bad(f"need a project, a name and kind development|production, got {body!r}")
+        with ds().lock:
+            if body.get("replace_project"):
+                ds().environments.pop(project, None)
+            envs = ds().environments.setdefault(project, {})
+            envs[str(name)] = {"kind": kind}
+            return JSONResponse({"project": project, "environments": envs})
 
     @app.post("/_sandbox/ducklake/settings")
     async def settings(request: Request) -> Response:
