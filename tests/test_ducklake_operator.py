@@ -337,7 +337,7 @@ def test_bad_arguments_fail_before_any_request(modelops_sandbox, capfd):
     log = output(capfd)
     for message in [
         "project_name must be a non-empty name without whitespace (at most 255 characters), got 'my project'",
-        "model_names must be a list of model names (or None for every model), got 'stg_orders'",
+        "model_names must be a list of model names or selectors (or None for every model), got 'stg_orders'",
         "full_refresh must be a boolean, got 'sometimes'",
         "run_id must be a UUID like '123e4567-e89b-12d3-a456-426614174000', got 'run-42'",
     ]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from modelops_provider.core.adopt import create_or_adopt
-from modelops_provider.core.errors import ApiError, NotFoundError
+from modelops_provider.core.errors import ApiError, NotFoundError, PermissionDeniedError
 from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first
 from modelops_provider.core.validation import require_rid, require_text
@@ -93,7 +93,17 @@ class FoundryApi:
         try:
             user = yield from self.get_current_user()
         except ApiError as exc:
-            log.info("Could not read the current user (%s); matching runs by start time only", exc)
+            why = (
+                "the credentials lack the api:admin-read scope that GET /api/v2/admin/users/getCurrent needs"
+                if isinstance(exc, PermissionDeniedError)
+                else str(exc)
+            )
+            log.warning(
+                "Cannot tell which user these credentials act as (%s): matching runs by start time ONLY, so a run "
+                "of the same studio that someone else launched in the same seconds could be adopted. "
+                "Add api:admin-read to the connection's scopes to match by user.",
+                why,
+            )
             return None
         return user.id
 

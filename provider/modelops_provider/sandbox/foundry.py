@@ -50,6 +50,19 @@ SEED_METRICS = {"accuracy": 0.93, "loss": 0.21}
 SEED_PROD_METRICS = {"accuracy": 0.92, "loss": 0.25}
 SEED_REGRESSING_METRICS = {"accuracy": 0.905, "loss": 0.27}
 RID_PREFIX = "ri."
+# The scopes an OAuth client may be granted (the sandbox client is allowed all of them unless the
+# control API narrows it), and the one each endpoint needs (section A; getCurrent needs admin-read,
+# inference models-execute). A user token (the static ones) carries its user's full rights.
+ALL_SCOPES = frozenset(
+    {
+        "api:models-read",
+        "api:models-write",
+        "api:models-execute",
+        "api:orchestration-read",
+        "api:orchestration-write",
+        "api:admin-read",
+    }
+)
 
 
 def _now_iso(ts: float | None = None) -> str:
@@ -68,6 +81,10 @@ class Studio:
     duration_s: float = 2.0
     config_version: int = 1
     omit_build_status: bool = False
+    # Users (ids) without permission to launch the studio / to cancel its builds: they get the
+    # documented 403s LaunchModelStudioPermissionDenied / CancelBuildPermissionDenied.
+    launch_denied_to: tuple[str, ...] = ()
+    cancel_denied_to: tuple[str, ...] = ()
     model_rid: str = field(default_factory=lambda: _rid("model"))
     initial_version_rid: str = field(default_factory=lambda: _rid("model-version"))
     # Metrics of each run's experiment: one dict per run in launch order, the last repeating.
@@ -108,19 +125,18 @@ class Run:
             "configVersion": self.config_version,
             "startedBy": self.started_by,
             "startedTime": _now_iso(self.started),
-            # Foundry's client requires the map; outputs are known once the build succeeded.
-            "resolvedOutputs": {},
-        }
-        if status == "SUCCEEDED":
-            body["resolvedOutputs"] = {
+            # Filled from the launch on, as the docs' example shows it on a RUNNING run: the version
+            # the run will produce, which exists only once the build SUCCEEDED.
+            "resolvedOutputs": {
                 "model": {
                     "type": "model",
                     "modelRid": self.studio.model_rid,
                     "modelVersionRid": self.model_version_rid,
                 }
-            }
-            if self.experiment_rid:
-                body["resolvedOutputs"]["model"]["experimentRid"] = self.experiment_rid
+            },
+        }
+        if self.experiment_rid:
+            body["resolvedOutputs"]["model"]["experimentRid"] = self.experiment_rid
         if not self.studio.omit_build_status:
             body["buildStatus"] = status
         return body
@@ -241,7 +257,8 @@ class FoundryState:
         self.builds: dict[str, Run] = {}
         self.live: dict[str, LiveDeployment] = {}
         self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry
-        self.token_scopes: dict[str, set[str]] = {}  # issued OAuth token -> the scopes it was asked for
+        self.token_scopes: dict[str, frozenset[str]] = {}  # issued OAuth token -> granted scopes
+        self.client_scopes: frozenset[str] = ALL_SCOPES  # what the sandbox client may be granted
         self.registry = Registry()
         self.token_lifetime_s = 3600
         self.page_tokens: dict[str, int] = {}
@@ -341,6 +358,10 @@ class FoundryState:
             run.experiment_rid = self.registry.on_launch(run, studio.model_rid, metrics).rid
             return run
 
+    def scopes_of(self, token: str) -> frozenset[str]:
+        with self.lock:
+            return self.token_scopes.get(token, ALL_SCOPES)
+
     def user_of(self, token: str) -> tuple[str, str] | None:
         """(user id, username) the token acts as, or None for an invalid token."""
         if token in USERS:
@@ -391,11 +412,15 @@ def install(app: FastAPI, state: SandboxState) -> None:
         header = request.headers.get("authorization", "")
         return fs().user_of(header[7:]) if header.startswith("Bearer ") else None
 
-    def check_auth(request: Request) -> JSONResponse | None:
-        return None if user(request) else _unauthorized()
+    def check_auth(request: Request, scope: str | None = None) -> JSONResponse | None:
+        if not user(request):
+            return _unauthorized()
+        if scope is not None and scope not in fs().scopes_of(request.headers["authorization"][7:]):
+            return error(403, "PERMISSION_DENIED", "ApiUsageDenied", {"missingScope": scope})
+        return None
 
-    def scopes(request: Request) -> set[str] | None:
-        """The scopes an OAuth token was issued for; None for a static token (all scopes)."""
+    def scopes(request: Request) -> frozenset[str] | None:
+        """The scopes an OAuth token was granted; None for a static token (all scopes)."""
         header = request.headers.get("authorization", "")
         with fs().lock:
             return fs().token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
@@ -405,8 +430,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(400, "INVALID_ARGUMENT", "ApiFeaturePreviewUsageOnly")
         return None
 
-    def guard(request: Request, preview: bool) -> JSONResponse | None:
-        return check_auth(request) or (check_preview(request) if preview else None)
+    def guard(request: Request, preview: bool, scope: str | None = None) -> JSONResponse | None:
+        return check_auth(request, scope) or (check_preview(request) if preview else None)
 
     @app.post("/multipass/api/oauth2/token")
     async def token(request: Request) -> Response:
@@ -416,31 +441,40 @@ def install(app: FastAPI, state: SandboxState) -> None:
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         value = "sbx-oauth-" + secrets.token_urlsafe(16)
+        asked = set(str(form.get("scope", "")).split()) - {"offline_access"}
         with fs().lock:
             lifetime = fs().token_lifetime_s
             fs().tokens[value] = time.time() + lifetime
-            fs().token_scopes[value] = set(str(form.get("scope", "")).split())
+            # The scopes asked for that the client may have; all the client's when none are asked.
+            granted = fs().client_scopes & asked if asked else fs().client_scopes
+            fs().token_scopes[value] = frozenset(granted)
         return JSONResponse(
-            {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": form.get("scope", "")}
+            {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": " ".join(sorted(granted))}
         )
 
     @app.get("/api/v2/admin/users/getCurrent")
     def current_user(request: Request) -> Response:
+        if (denied := check_auth(request, "api:admin-read")) is not None:
+            return denied
         who = user(request)
-        return JSONResponse({"id": who[0], "username": who[1]}) if who else _unauthorized()
+        assert who is not None
+        return JSONResponse({"id": who[0], "username": who[1]})
 
     @app.post("/api/v2/models/modelStudios/{studio_rid}/launch")
     def launch(studio_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
+        if (denied := guard(request, True, "api:models-write")) is not None:
             return denied
         studio = fs().studios.get(studio_rid)
         if studio is None:
             return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
-        return JSONResponse(fs().launch(studio, started_by=user(request)[0]).to_json())  # type: ignore[index]
+        who = user(request)[0]  # type: ignore[index]
+        if who in studio.launch_denied_to:
+            return error(403, "PERMISSION_DENIED", "LaunchModelStudioPermissionDenied", {"studioRid": studio_rid})
+        return JSONResponse(fs().launch(studio, started_by=who).to_json())
 
     @app.get("/api/v2/models/modelStudios/{studio_rid}/runs")
     def list_runs(studio_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
+        if (denied := guard(request, True, "api:models-read")) is not None:
             return denied
         studio = fs().studios.get(studio_rid)
         if studio is None:
@@ -485,7 +519,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.get("/api/v2/orchestration/builds/{build_rid}")
     def get_build(build_rid: str, request: Request) -> Response:
-        if (denied := check_auth(request)) is not None:
+        if (denied := check_auth(request, "api:orchestration-read")) is not None:
             return denied
         run = fs().builds.get(build_rid)
         if run is None:
@@ -495,7 +529,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
     # --- Orchestration: many builds in one request (CONTRACTS.md section D) ---------------------
     @app.post("/api/v2/orchestration/builds/getBatch")
     async def get_builds_batch(request: Request) -> Response:
-        if (denied := check_auth(request)) is not None:
+        if (denied := check_auth(request, "api:orchestration-read")) is not None:
             return denied
         try:
             body = await request.json()
@@ -512,11 +546,13 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.post("/api/v2/orchestration/builds/{build_rid}/cancel")
     def cancel_build(build_rid: str, request: Request) -> Response:
-        if (denied := check_auth(request)) is not None:
+        if (denied := check_auth(request, "api:orchestration-write")) is not None:
             return denied
         run = fs().builds.get(build_rid)
         if run is None:
             return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
+        if user(request)[0] in run.studio.cancel_denied_to:  # type: ignore[index]
+            return error(403, "PERMISSION_DENIED", "CancelBuildPermissionDenied", {"buildRid": build_rid})
         with fs().lock:
             if run.status() == "RUNNING":
                 run.cancelled_at = time.time()
@@ -524,7 +560,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
 
     @app.get("/api/v2/models/liveDeployments/{rid}")
     def get_live_deployment(rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
+        if (denied := guard(request, True, "api:models-read")) is not None:
             return denied
         live = fs().live.get(rid)
         if live is None:
@@ -566,6 +602,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
             duration_s=float(body.get("duration_s", 2.0)),
             config_version=int(body.get("config_version", 1)),
             omit_build_status=bool(body.get("omit_build_status", False)),
+            launch_denied_to=tuple(body.get("launch_denied_to") or ()),
+            cancel_denied_to=tuple(body.get("cancel_denied_to") or ()),
         )
         try:
             if "metrics" in body:
@@ -641,4 +679,21 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 fs().token_lifetime_s = int(body["token_lifetime_s"])
             if body.get("revoke_all"):
                 fs().tokens.clear()
-        return JSONResponse({"token_lifetime_s": fs().token_lifetime_s, "issued": len(fs().tokens)})
+            if "client_scopes" in body:
+                scopes = body["client_scopes"]
+                if scopes is None:
+                    fs().client_scopes = ALL_SCOPES
+                elif not isinstance(scopes, list) or not set(scopes) <= ALL_SCOPES:
+                    return JSONResponse(
+                        {"error": f"client_scopes must be a list of {sorted(ALL_SCOPES)} (or null: all)"},
+                        status_code=400,
+                    )
+                else:
+                    fs().client_scopes = frozenset(scopes)
+            return JSONResponse(
+                {
+                    "token_lifetime_s": fs().token_lifetime_s,
+                    "issued": len(fs().tokens),
+                    "client_scopes": sorted(fs().client_scopes),
+                }
+            )
