@@ -78,7 +78,10 @@ def test_only_the_fields_set_are_sent_and_selectors_pick_models(modelops_sandbox
         ({"model_names": ["state:new"]}, r"'state:modified' is the only state selector"),
         ({"model_names": "stg_orders"}, r"model_names must be a list"),
         ({"full_refresh": "yes"}, r"full_refresh must be a boolean, got 'yes'"),
-        ({"target_catalog": "my lake"}, r"target_catalog must be a non-empty name without whitespace .*, got 'my lake'"),
+        (
+            {"target_catalog": "my lake"},
+            r"target_catalog must be a non-empty name without whitespace .*, got 'my lake'",
+        ),
         ({"target_schema": ""}, r"target_schema must be a non-empty name"),
         ({"environment_name": 7}, r"environment_name must be a non-empty name .* got 7"),
     ],
