@@ -72,8 +72,9 @@ def test_only_the_fields_set_are_sent_and_selectors_pick_models(modelops_sandbox
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"model_names": ["stg orders"]}, r"model_names must hold model names or selectors .* got 'stg orders'"),
+        ({"model_names": ["stg orders"]}, r"model_names must hold non-empty model names without whitespace, or selectors .* got 'stg orders'"),
         ({"model_names": ["+"]}, r"got '\+'"),
+        ({"model_names": ["stg_orders\n"]}, r"got 'stg_orders\\n'"),
         ({"model_names": ["state:modified", "x"]}, r"'state:modified' is the only state selector"),
         ({"model_names": ["state:new"]}, r"'state:modified' is the only state selector"),
         ({"model_names": "stg_orders"}, r"model_names must be a list"),

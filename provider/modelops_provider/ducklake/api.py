@@ -70,7 +70,7 @@ def require_project_name(name: str, value: Any) -> str:
 # A model_names entry is a selector (CONTRACTS.md section G): ``name``, ``project.name``, ``+name``
 # (with its upstream), ``name+`` (with its downstream), ``+name+``, ``tag:x``, ``project:p``, and
 # ``state:modified`` (only as the only entry).
-SELECTOR = re.compile(r"^\+?(?:(?:tag|project|state):[^\s:+]+|[^\s:+]+)\+?$")
+SELECTOR = re.compile(r"\+?(?:(?:tag|project|state):[^\s:+]+|[^\s:+]+)\+?")
 SELECTOR_METHODS = ("tag", "project", "state")
 
 
@@ -84,10 +84,10 @@ def require_model_names(name: str, value: Any) -> list[str] | None:
     if len(names) > MAX_RESULTS_LIMIT:
         raise ValueError(f"{name} may hold at most {MAX_RESULTS_LIMIT} names, got {len(names)}")
     for item in names:
-        if not isinstance(item, str) or len(item) > NAME_MAX or not SELECTOR.match(item):
+        if not isinstance(item, str) or len(item) > NAME_MAX or not SELECTOR.fullmatch(item):
             raise ValueError(
-                f"{name} must hold model names or selectors (name, project.name, +name, name+, tag:x, "
-                f"project:p, state:modified), got {item!r} in {value!r}"
+                f"{name} must hold non-empty model names without whitespace, or selectors (name, project.name, "
+                f"+name, name+, tag:x, project:p, state:modified), got {item!r} in {value!r}"
             )
         if item.lstrip("+").startswith("state:") and (item != "state:modified" or len(names) > 1):
             raise ValueError(
