@@ -29,4 +29,4 @@ with DAG(
     )
     finish = PlutoFinishRunOperator(task_id="pluto_finish")
     start.as_setup() >> train >> finish.as_teardown(setups=start)
-    start >> PlutoKeepAliveOperator(task_id="pluto_keep_alive", heartbeat_interval=0.5)
+    start >> PlutoKeepAliveOperator(task_id="pluto_keep_alive", heartbeat_interval=1)
