@@ -72,7 +72,10 @@ def test_only_the_fields_set_are_sent_and_selectors_pick_models(modelops_sandbox
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"model_names": ["stg orders"]}, r"model_names must hold non-empty model names without whitespace, or selectors .* got 'stg orders'"),
+        (
+            {"model_names": ["stg orders"]},
+            r"model_names must hold non-empty model names without whitespace, or selectors .*'stg orders'",
+        ),
         ({"model_names": ["+"]}, r"got '\+'"),
         ({"model_names": ["stg_orders\n"]}, r"got 'stg_orders\\n'"),
         ({"model_names": ["state:modified", "x"]}, r"'state:modified' is the only state selector"),

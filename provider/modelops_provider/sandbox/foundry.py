@@ -419,11 +419,12 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(403, "PERMISSION_DENIED", "ApiUsageDenied", {"missingScope": scope})
         return None
 
-    def scopes(request: Request) -> frozenset[str] | None:
+    def scopes(request: Request) -> set[str] | None:
         """The scopes an OAuth token was granted; None for a static token (all scopes)."""
         header = request.headers.get("authorization", "")
         with fs().lock:
-            return fs().token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
+            granted = fs().token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
+        return None if granted is None else set(granted)
 
     def check_preview(request: Request) -> JSONResponse | None:
         if request.query_params.get("preview") != "true":
