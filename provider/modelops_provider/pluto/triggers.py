@@ -34,6 +34,9 @@ INLINE = "inline"  # run inline by dag.test(): no other task can run meanwhile
 
 # Task states after which a task does no more work in this DAG run.
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+# How often the DAG run's task states are read. The read goes through the triggerer's supervisor and
+# can take seconds on a busy triggerer, so it runs beside the pings, never between them.
+TASK_STATES_EVERY_S = 30.0
 
 
 class PlutoKeepAliveTrigger(BaseTrigger):
@@ -93,7 +96,8 @@ class PlutoKeepAliveTrigger(BaseTrigger):
         pings = 0
         last_answer = time.time()
         status = ""
-        watch_tasks = True
+        # Not awaited on the way out (a cancelled trigger must await nothing): cancelled in finally.
+        watcher = asyncio.ensure_future(self._watch_other_tasks())
         try:
             await hook.aget_conn()
             while True:
@@ -121,20 +125,31 @@ class PlutoKeepAliveTrigger(BaseTrigger):
                 if self.deadline is not None and time.time() >= self.deadline:
                     yield self._event(TIMEOUT, plutoStatus=status or None, pings=pings)
                     return
-                if watch_tasks:
-                    try:
-                        if await self._other_tasks_finished():
-                            yield self._event(DAG_RUN_DONE, plutoStatus=status or None, pings=pings)
-                            return
-                    except Exception as exc:  # an Airflow without task-state access from triggers
-                        watch_tasks = False
-                        self.log.warning("Cannot read the DAG run's task states (%s); relying on the ping", exc)
+                if watcher.done() and not watcher.cancelled() and watcher.result():
+                    yield self._event(DAG_RUN_DONE, plutoStatus=status or None, pings=pings)
+                    return
                 await asyncio.sleep(self.interval)
         except ApiError as exc:
             yield self._event(ERROR, message=str(exc), error=exc.to_dict(), pings=pings)
         except Exception as exc:  # a bad connection, say: report it rather than crash the trigger
             self.log.exception("Keep-alive of Pluto run %s broke down", self.run_id)
             yield self._event(ERROR, message=f"{type(exc).__name__}: {exc}", pings=pings)
+        finally:
+            watcher.cancel()
+
+    async def _watch_other_tasks(self) -> bool:
+        """True once every other task of the DAG run has finished; False if the states cannot be read."""
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(max(self.interval, TASK_STATES_EVERY_S))
+            first = False
+            try:
+                if await self._other_tasks_finished():
+                    return True
+            except Exception as exc:  # an Airflow without task-state access from triggers
+                self.log.warning("Cannot read the DAG run's task states (%s); relying on the ping", exc)
+                return False
 
     async def _other_tasks_finished(self) -> bool:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
