@@ -445,9 +445,11 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         )
         self._pluto = (str(run_id), url or None)
         troubles = [t for kind in ("failedTasks", "upstreamFailedTasks", "unfinishedTasks") for t in failures[kind]]
+        from modelops_provider.pluto.api import wire_value
+
         self._pluto_details = {
             "closes": start_task_id,
-            "metrics": metrics,
+            "metrics": {name: wire_value(value) for name, value in metrics.items()},  # JSON: NaN as "NaN"
             "passed": status == "COMPLETED",
             "verdict": "all tasks succeeded" if status == "COMPLETED" else f"not successful: {', '.join(troubles)}",
         }
@@ -457,7 +459,6 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
         self.record_run(context, SUCCEEDED if status == "COMPLETED" else FAILED, status=status, error=error)
         if error is not None:
             raise error
-        from modelops_provider.pluto.api import wire_value
 
         return {
             "runId": run_id,
