@@ -482,7 +482,8 @@ class PlutoKeepAliveOperator(BaseOperator):
     It always defers: a trigger pings ``POST {py_url}/api/runs/trigger`` every
     ``heartbeat_interval`` seconds from the triggerer (no worker slot is held for hours), and the
     task ends when the ping answers a final status (normally because the finish task closed the run),
-    or when every other task of the DAG run has finished. A run cancelled in Pluto (the ping answers
+    or at ``timeout`` (set one: if the finish task cannot close the run, pings go on until then).
+    A run cancelled in Pluto (the ping answers
     CANCELLED) and a run the server reaped are reported in the task log; the task itself succeeds
     then, and the finish task applies its ``on_closed_by_server`` policy. Pings that fail for a
     transient reason are logged and retried at the next interval; a permanent error (bad key, run
@@ -540,7 +541,7 @@ class PlutoKeepAliveOperator(BaseOperator):
         tasks = self.dag.task_dict if self.dag else {}
         keep_alives = sorted({self.task_id, *(t for t, op in tasks.items() if isinstance(op, PlutoKeepAliveOperator))})
         self.log.info(
-            "Keeping Pluto run %s alive: a heartbeat every %gs until it is closed or the DAG run's other tasks finish",
+            "Keeping Pluto run %s alive: a heartbeat every %gs until it is closed",
             run.get("displayId") or run_id,
             self.heartbeat_interval,
         )
@@ -585,13 +586,6 @@ class PlutoKeepAliveOperator(BaseOperator):
             )
         elif kind == triggers.CLOSED:
             self.log.info("Pluto run %s is %s; heartbeats stopped after %d ping(s)", run_id, status, pings)
-        elif kind == triggers.DAG_RUN_DONE:
-            self.log.warning(
-                "Every other task of the DAG run finished but Pluto run %s is still %s: the finish task did "
-                "not close it (Pluto will reap it FAILED about 150 s after this last heartbeat)",
-                run_id,
-                status,
-            )
         elif kind == triggers.TIMEOUT:
             self.log.warning("Keep-alive of Pluto run %s reached its timeout; heartbeats stopped", run_id)
         else:

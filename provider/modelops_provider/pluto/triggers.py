@@ -7,15 +7,17 @@ every ``interval`` seconds from the triggerer, and stops when
 
 - the ping answers a final status (the finish task closed the run, the monitor reaped it, or a stop
   was requested in Pluto: CANCELLED), or
-- every other task of the DAG run has finished (so a finish task that could not close the run does
-  not leave the DAG run waiting on its keep-alive forever), or
 - the optional absolute deadline passes.
+
+It does not watch the DAG run's other tasks: reading task states from a trigger
+(``RuntimeTaskInstance.get_task_states``) stalled the triggerer's pings for minutes in the deployment
+tier, so a finish task that could not close the run leaves the keep-alive pinging until its
+``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,16 +29,9 @@ from modelops_provider.core.waiting import TRANSIENT_ERRORS
 
 # Event payload "status" values.
 CLOSED = "closed"  # the ping answered a final status
-DAG_RUN_DONE = "dag_run_done"  # every other task of the DAG run finished
 TIMEOUT = "timeout"
 ERROR = "error"
 INLINE = "inline"  # run inline by dag.test(): no other task can run meanwhile
-
-# Task states after which a task does no more work in this DAG run.
-FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-# How often the DAG run's task states are read. The read goes through the triggerer's supervisor and
-# can take seconds on a busy triggerer, so it runs beside the pings, never between them.
-TASK_STATES_EVERY_S = 30.0
 
 
 class PlutoKeepAliveTrigger(BaseTrigger):
@@ -96,8 +91,6 @@ class PlutoKeepAliveTrigger(BaseTrigger):
         pings = 0
         last_answer = time.time()
         status = ""
-        # Not awaited on the way out (a cancelled trigger must await nothing): cancelled in finally.
-        watcher = asyncio.ensure_future(self._watch_other_tasks())
         try:
             await hook.aget_conn()
             while True:
@@ -125,41 +118,9 @@ class PlutoKeepAliveTrigger(BaseTrigger):
                 if self.deadline is not None and time.time() >= self.deadline:
                     yield self._event(TIMEOUT, plutoStatus=status or None, pings=pings)
                     return
-                if watcher.done() and not watcher.cancelled() and watcher.result():
-                    yield self._event(DAG_RUN_DONE, plutoStatus=status or None, pings=pings)
-                    return
                 await asyncio.sleep(self.interval)
         except ApiError as exc:
             yield self._event(ERROR, message=str(exc), error=exc.to_dict(), pings=pings)
         except Exception as exc:  # a bad connection, say: report it rather than crash the trigger
             self.log.exception("Keep-alive of Pluto run %s broke down", self.run_id)
             yield self._event(ERROR, message=f"{type(exc).__name__}: {exc}", pings=pings)
-        finally:
-            watcher.cancel()
-
-    async def _watch_other_tasks(self) -> bool:
-        """True once every other task of the DAG run has finished; False if the states cannot be read."""
-        first = True
-        while True:
-            if not first:
-                await asyncio.sleep(max(self.interval, TASK_STATES_EVERY_S))
-            first = False
-            try:
-                if await self._other_tasks_finished():
-                    return True
-            except Exception as exc:  # an Airflow without task-state access from triggers
-                self.log.warning("Cannot read the DAG run's task states (%s); relying on the ping", exc)
-                return False
-
-    async def _other_tasks_finished(self) -> bool:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-        from asgiref.sync import sync_to_async
-
-        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(dag_id=self.dag_id, run_ids=[self.dag_run_id])
-        others = {
-            key: state
-            for key, state in (states.get(self.dag_run_id) or {}).items()
-            # Mapped instances are reported as "<task_id>_<map_index>".
-            if key not in self.keep_alive_task_ids and re.sub(r"_\d+$", "", key) not in self.keep_alive_task_ids
-        }
-        return bool(others) and all(state in FINISHED_STATES for state in others.values())
