@@ -401,7 +401,7 @@ async def test_trigger_on_kill_cancels_the_run(modelops_sandbox, capfd):
     await trigger.on_kill()
     assert hook.get_model_run(run.id).status == "CANCELLED"
     assert any(r["path"].endswith("/cancel") for r in service_requests(control, "POST"))
-    assert f"Cancel of {trigger.target()} accepted" in "".join(capfd.readouterr())  # the cancel went through
+    assert f"Cancel of DuckLake model run {run.id} accepted" in "".join(capfd.readouterr())  # the cancel went through
 
 
 def test_provider_info_declares_the_ducklake_connection_form():

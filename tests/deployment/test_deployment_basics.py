@@ -43,7 +43,7 @@ def test_trigger_log_is_readable_while_the_task_is_deferred(deployment: AirflowD
 
     def trigger_lines() -> str | None:
         text = deployment.log(dag, run, "launch", 1)
-        return text if "ModelStudioRunTrigger" in text and "elapsed)" in text else None
+        return text if "Model Studio run" in text and "elapsed)" in text else None
 
     text = deployment.wait_until("the trigger's poll lines in the task log", trigger_lines, timeout=120, interval=1)
     assert deployment.ti(dag, run, "launch")["state"] == "deferred"

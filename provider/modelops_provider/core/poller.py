@@ -90,9 +90,14 @@ class Waiter:
         if self._pending is not None:
             result, self._pending = self._pending, None
             return result
-        self._future = asyncio.get_running_loop().create_future()
+        future = self._future = asyncio.get_running_loop().create_future()
         try:
-            return await self._future
+            return await future
+        except asyncio.CancelledError:
+            # Cancelled (a timeout, say) just as a result arrived: keep it for the next call.
+            if future.done() and not future.cancelled():
+                self._pending = future.result()
+            raise
         finally:
             self._future = None
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelops_provider.core.errors import JobTimeoutError
+from modelops_provider.core.waiting import duration
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -219,6 +220,27 @@ class RunRecorder:
             elif isinstance(exc, Exception):
                 snap = self._record_snap or getattr(exc, "snapshot", None)
                 self.record_run(context, outcome_of(exc, snap), snap=snap, error=exc)
+                self.log_run_summary()
             raise
         else:
             self.record_run(context, SUCCEEDED, snap=self._record_snap, result=self._record_result)
+            self.log_run_summary()
+
+    def log_run_summary(self) -> None:
+        """The task's last word on its run, from the record: one line with the outcome, how long the
+        run took since its launch, the model version, the verdict and the link."""
+        record = self._record
+        if not record or record.get("outcome") == RUNNING:
+            return
+        outcome = str(record["outcome"])
+        status = record.get("status")
+        parts = [outcome if not status or status.lower() == outcome else f"{outcome} ({status})"]
+        if record.get("started_at") and record.get("ended_at"):
+            parts[0] += f" after {duration(float(record['ended_at']) - float(record['started_at']))}"
+        if record.get("model_version"):
+            parts.append(f"model version {record['model_version']}")
+        if record.get("verdict"):
+            parts.append(str(record["verdict"]))
+        if record.get("url"):
+            parts.append(str(record["url"]))
+        self.log.info("%s %s %s: %s", record["service"], record["kind"], record["remote_id"], "; ".join(parts))

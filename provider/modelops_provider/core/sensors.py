@@ -16,7 +16,7 @@ from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import poll_interval, seconds
-from modelops_provider.core.waiting import MAX_MISSED_POLLS, TRANSIENT_ERRORS, Outcome, Snapshot
+from modelops_provider.core.waiting import MAX_MISSED_POLLS, TRANSIENT_ERRORS, Outcome, Snapshot, WaitProgress
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -43,7 +43,10 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
         poll_interval("poke_interval", self.poke_interval)
         seconds("timeout", self.timeout, positive=True)
         self._hook: ApiHook | None = None
+        # Logs each change and the progress line; counts from the sensor's start (it launched nothing).
         self._last_summary: str | None = None
+        self._progress: WaitProgress | None = None
+        self._started_at: float | None = None
         self._last: Snapshot | None = None
         self._trigger: triggers.PollingTrigger | None = None
         self._missed = MissedPolls(MAX_MISSED_POLLS)
@@ -70,6 +73,7 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
             poll_interval=float(self.poke_interval),
             deadline=deadline,
             cancel_on_kill=False,  # a sensor did not start what it waits for
+            started_at=self._started_at,
         )
 
     @property
@@ -136,16 +140,22 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
             if store is not None:
                 store.delete(self.missed_polls_key)
         self._record_snap = snap
-        if snap.summary != self._last_summary:
+        if snap.unknown_status:
             # An unknown status is worth a warning: the sensor's own timeout bounds the wait on it.
-            (self.log.warning if snap.unknown_status else self.log.info)("%s: %s", self.describe(), snap.summary)
-            self._last_summary = snap.summary
+            if snap.summary != self._last_summary:
+                self.log.warning("%s: %s", self.describe(), snap.summary)
+        else:
+            if self._progress is None:
+                self._progress = WaitProgress(self.describe(), None, self.log, self._started_at)
+            self._progress.seen(snap)
+        self._last_summary = snap.summary
         if not snap.outcome.terminal:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._settle(snap))
 
     def execute(self, context: Context) -> Any:
         self.validate()
+        self._started_at = time.time()
         self.push_links(context)
         self.record_run(context)
         with self.recording(context):

@@ -55,6 +55,9 @@ class PollingTrigger(BaseTrigger):
     poll_source: ClassVar[type[poller.PollSource] | None] = None
     # Field name -> default (REQUIRED for none), gathered from the annotations of each subclass.
     fields: ClassVar[dict[str, Any]] = {}
+    # How the log names what is watched: "<what> <value of name_field>" (once per line).
+    what: ClassVar[str] = ""
+    name_field: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,11 +167,17 @@ class PollingTrigger(BaseTrigger):
                     # Past the deadline (a triggerer restart, say), still look once: the event then
                     # says what state the job was left in.
                     left = max(left, FIRST_LOOK_GRACE_S)
+                # Wake for the deadline, or for the progress line when nothing changes (the poller
+                # hands over only changes).
+                wake = progress.next_line_in()
                 try:
-                    async with asyncio.timeout(left):
+                    async with asyncio.timeout(max(0.0, wake if left is None else min(left, wake))):
                         result = await waiter.next()
                 except TimeoutError:
-                    progress.expired()
+                    if left is not None and left <= wake:
+                        progress.expired()
+                    progress.tick()
+                    continue
                 if isinstance(result, BaseException):
                     progress.failed(result)
                 elif progress.seen(result):
@@ -177,6 +186,8 @@ class PollingTrigger(BaseTrigger):
             shared.discard(waiter)  # synchronous: also on cancellation, where nothing may be awaited
 
     def describe(self) -> str:
+        if self.what and self.name_field:
+            return f"{self.what} {getattr(self, self.name_field)}"
         return f"{type(self).__name__} {self.target()}"
 
     async def on_kill(self) -> None:
@@ -188,15 +199,15 @@ class PollingTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         hook = self._hook or self.hook_class(self.conn_id)
-        self.log.info("Task was killed by a user; cancelling %s", self.target())
+        self.log.info("Task was killed by a user; cancelling %s", self.describe())
         try:
             await asyncio.wait_for(self._cancel(hook), timeout=ON_KILL_BUDGET_S)
         except TimeoutError:
-            self.log.warning("Cancel of %s not answered within %.0f s", self.target(), ON_KILL_BUDGET_S)
+            self.log.warning("Cancel of %s not answered within %.0f s", self.describe(), ON_KILL_BUDGET_S)
         except Exception as exc:
-            self.log.warning("Cancel of %s not accepted: %s", self.target(), exc)
+            self.log.warning("Cancel of %s not accepted: %s", self.describe(), exc)
         else:
-            self.log.info("Cancel of %s accepted", self.target())
+            self.log.info("Cancel of %s accepted", self.describe())
 
     async def _cancel(self, hook: ApiHook) -> None:
         await hook.aget_conn()  # normally resolved by run() already

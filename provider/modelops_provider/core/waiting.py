@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from airflow.providers.common.compat.sdk import conf
+
 from modelops_provider.core.errors import (
     JobFailedError,
     JobTimeoutError,
@@ -89,6 +91,27 @@ class UnknownStatusError(JobFailedError):
     """The service kept answering a status this provider does not know."""
 
 
+# Default of ``[modelops] progress_log_interval``: a wait that changes nothing still logs a line this often.
+PROGRESS_LOG_INTERVAL_S = 300.0
+
+
+def progress_log_interval() -> float:
+    """``[modelops] progress_log_interval`` (seconds, default 300): how often a wait whose state does
+    not change says it is still waiting. 0 or less turns the progress line off."""
+    value = conf.getfloat("modelops", "progress_log_interval", fallback=PROGRESS_LOG_INTERVAL_S)
+    return value if value > 0 else float("inf")
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m05s``, ``2h03m``: short enough for a log line."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"
+
+
 class WaitProgress:
     """The rules of one wait, kept once for every loop that waits (the worker's call below and the
     triggers' shared poller): log each change with the elapsed time, ride out up to
@@ -98,7 +121,12 @@ class WaitProgress:
     that re-attaches or a trigger taken over by another triggerer does not count from zero again."""
 
     def __init__(
-        self, what: str, deadline: float | None, log: logging.Logger | Any, started_at: float | None = None
+        self,
+        what: str,
+        deadline: float | None,
+        log: logging.Logger | Any,
+        started_at: float | None = None,
+        progress_interval: float | None = None,
     ) -> None:
         self.what = what
         self.deadline = deadline
@@ -107,6 +135,11 @@ class WaitProgress:
         self.last: Snapshot | None = None
         self.missed = MissedPolls(MAX_MISSED_POLLS)
         self.unknown_since: float | None = None
+        self.progress_interval = progress_log_interval() if progress_interval is None else progress_interval
+        self.last_line = time.time()
+
+    def elapsed(self, now: float | None = None) -> str:
+        return duration((time.time() if now is None else now) - self.started)
 
     def seen(self, snap: Snapshot) -> bool:
         """A look succeeded; True when the job is terminal. An unknown status is logged once as a
@@ -129,9 +162,26 @@ class WaitProgress:
                 f"this provider does not know ({snap.summary}); giving up the wait"
             )
         if self.last is None or snap.summary != self.last.summary:
-            self.log.info("%s: %s (%.0fs elapsed)", self.what, snap.summary, time.time() - self.started)
-        self.last = snap
+            now = time.time()
+            self.log.info("%s: %s (%s elapsed)", self.what, snap.summary, self.elapsed(now))
+            self.last_line = now
+            self.last = snap
+        else:
+            self.last = snap
+            self.tick()
         return snap.outcome.terminal
+
+    def next_line_in(self, now: float | None = None) -> float:
+        """Seconds until the next progress line is due."""
+        return self.progress_interval - ((time.time() if now is None else now) - self.last_line)
+
+    def tick(self, now: float | None = None) -> None:
+        """Log the progress line if one is due (nothing changed for ``progress_interval``)."""
+        now = time.time() if now is None else now
+        if self.last is None or self.next_line_in(now) > 0:
+            return
+        self.log.info("%s: still %s (%s elapsed)", self.what, self.last.summary, self.elapsed(now))
+        self.last_line = now
 
     def failed(self, exc: BaseException) -> None:
         """A look failed: a transient failure is a missed poll (until too many in a row); anything

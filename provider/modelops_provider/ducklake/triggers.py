@@ -17,6 +17,8 @@ class DuckLakeModelRunTrigger(PollingTrigger):
 
     hook_class = DuckLakeHook
     poll_source = DuckLakeRunSource
+    what = "DuckLake model run"
+    name_field = "run_id"
 
     run_id: str
     project_name: str | None = None

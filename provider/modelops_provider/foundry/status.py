@@ -27,7 +27,7 @@ def build_snapshot(run_id: str, build: Build) -> Snapshot:
     return Snapshot(
         outcome=build_outcome(build.status),
         status=build.status,
-        summary=f"Model Studio run {run_id}: build {build.status} (from the build){note}",
+        summary=f"build {build.status} (from the build){note}",
         data={"runId": run_id, "buildRid": build.rid, "buildStatus": build.status},
     )
 
@@ -42,7 +42,8 @@ def run_snapshot(run: ModelStudioRun, build_status: str, *, source: str = "run")
     return Snapshot(
         outcome=outcome,
         status=build_status,
-        summary=f"Model Studio run {run.run_id}: build {build_status}{via}{note}",
+        # Short: the logs already say which run this is.
+        summary=f"build {build_status}{via}{note}",
         data=data,
         reason=None
         if outcome is not Outcome.FAILED and outcome is not Outcome.CANCELLED
@@ -73,7 +74,7 @@ class LiveDeploymentWatch:
         state = deployment.status.state
         ready = deployment.status.is_ready
         served = deployment.model_version.model_version_rid if deployment.model_version else None
-        summary = f"live deployment {deployment.rid} serves {served}: {state}, {'ready' if ready else 'not ready'}"
+        summary = f"serves {served}: {state}, {'ready' if ready else 'not ready'}"
         if state == "DEGRADED":
             self.degraded_since = self.degraded_since or now
         else:

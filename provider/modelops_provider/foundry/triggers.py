@@ -22,6 +22,8 @@ class ModelStudioRunTrigger(PollingTrigger):
 
     hook_class = FoundryHook
     poll_source = ModelStudioRunSource
+    what = "Model Studio run"
+    name_field = "run_id"
 
     model_studio_rid: str
     run_id: str
@@ -52,6 +54,8 @@ class LiveDeploymentTrigger(PollingTrigger):
 
     hook_class = FoundryHook
     poll_source = LiveDeploymentSource
+    what = "Live deployment"
+    name_field = "live_deployment_rid"
 
     live_deployment_rid: str
     expected_model_version_rid: str | None = None
