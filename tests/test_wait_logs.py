@@ -134,3 +134,25 @@ def test_sensor_logs_progress_and_a_summary_line(modelops_sandbox, every_half_se
     text = "".join(capfd.readouterr())
     assert _lines(text, f"Model Studio run {run.run_id}: still build RUNNING ("), text
     assert len(_lines(text, f"Foundry training run {run.run_id}: failed after ")) == 1, text
+
+
+def test_a_result_delivered_as_the_wait_times_out_is_kept():
+    """The shared wait wakes on a timer for the progress line; a result delivered in that same
+    instant must reach the next wait, not be lost with the cancelled one (a lost terminal result
+    would leave the trigger waiting for ever)."""
+    from modelops_provider.core.poller import Waiter
+    from modelops_provider.core.waiting import Outcome, Snapshot
+
+    waiter = Waiter(ModelStudioRunTrigger(model_studio_rid=STUDIO, run_id="r", conn_id="c", poll_interval=1))
+    done = Snapshot(outcome=Outcome.SUCCEEDED, status="SUCCEEDED", summary="build SUCCEEDED")
+
+    async def main() -> object:
+        task = asyncio.ensure_future(waiter.next())
+        await asyncio.sleep(0)  # the wait is now awaiting its future
+        waiter.deliver(done)
+        task.cancel()  # the timeout fires before the task resumes
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await asyncio.wait_for(waiter.next(), 1)
+
+    assert asyncio.run(main()) is done
