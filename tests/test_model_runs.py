@@ -146,6 +146,92 @@ def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
 
 
 # --- the page's query ----------------------------------------------------------------------------
+GATE_STUDIO = "ri.models.main.model-studio.00000000-0000-4000-8000-000000000003"
+INFER_LIVE = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-000000000003"
+
+
+@pytest.mark.parametrize(("accuracy", "passed"), [(0.93, True), (0.905, False)], ids=["passes", "fails"])
+def test_metrics_gate_records_its_verdict(modelops_sandbox, accuracy, passed):
+    from modelops_provider.foundry.operators import ModelMetricsCheckOperator, ModelStudioLaunchOperator
+    from modelops_provider.sandbox import foundry as sf
+
+    modelops_sandbox.control.foundry_studio(GATE_STUDIO, duration_s=0.3, metrics={"accuracy": accuracy, "loss": 0.2})
+    bars = [
+        {"metric": "accuracy", "comparison": ">=", "value": 0.90, "tolerance": 0.005},
+        {"metric": "loss", "comparison": "<=", "value": 0.30},
+    ]
+
+    def build() -> None:
+        train = ModelStudioLaunchOperator(task_id="train", model_studio_rid=GATE_STUDIO, poll_interval=0.1)
+        gate = ModelMetricsCheckOperator(
+            task_id="gate", model_version=train.output, thresholds=bars, no_worse_than=sf.PROD_LIVE_DEPLOYMENT
+        )
+        train >> gate
+
+    dag_id = f"rec_gate_{passed}"
+    result = run_dag(dag_of(dag_id, build))
+    assert result.task("gate").state == ("success" if passed else "failed")
+    version = result.task("train").xcom["return_value"]["resolvedOutputs"]["model"]["modelVersionRid"]
+    gate = records(dag_id)["gate"]
+    assert (gate["service"], gate["kind"], gate["remote_id"], gate["model_version"]) == (
+        "Foundry",
+        "metrics gate",
+        version,
+        version,
+    )
+    assert gate["passed"] is passed and gate["metrics"] == {"accuracy": accuracy, "loss": 0.2}
+    assert (gate["outcome"], gate["status"]) == (("succeeded", "PASSED") if passed else ("failed", "FAILED"))
+    assert gate["started_at"] <= gate["ended_at"]
+    if passed:
+        assert gate["verdict"] == "2 of 2 threshold(s) met"
+    else:
+        assert gate["verdict"].startswith("1 of 2 threshold(s) met: accuracy = 0.9050 is 0.0150 worse than")
+        assert "failed the metrics gate" in gate["message"]
+
+
+@pytest.mark.parametrize("slope", [2.0, 2.5], ids=["right", "wrong"])
+def test_inference_check_records_its_verdict(modelops_sandbox, slope):
+    from modelops_provider.foundry.operators import LiveDeploymentInferenceOperator
+    from modelops_provider.sandbox import foundry as sf
+
+    modelops_sandbox.control.post(
+        "/_sandbox/foundry/live-deployments",
+        {
+            "rid": INFER_LIVE,
+            "model_rid": sf.SUCCEEDING_MODEL,
+            "branch": "prod",
+            "model_version_rid": sf.PROD_VERSION,
+            "transform": {"slope": slope, "intercept": 1.0},
+        },
+    )
+    cases = [
+        {"input": {"df_in": [{"x": 1.0}]}, "expected": {"df_out": [{"prediction": 3.0}]}},
+        {"input": {"df_in": [{"x": 0.0}]}, "expected": {"df_out": [{"prediction": 1.0}]}},
+    ]
+
+    def build() -> None:
+        LiveDeploymentInferenceOperator(task_id="infer", live_deployment_rid=INFER_LIVE, cases=cases, timeout=10)
+
+    dag_id = f"rec_infer_{slope}"
+    result = run_dag(dag_of(dag_id, build))
+    right = slope == 2.0
+    assert result.task("infer").state == ("success" if right else "failed")
+    infer = records(dag_id)["infer"]
+    assert (infer["kind"], infer["remote_id"], infer["model_version"]) == (
+        "inference check",
+        INFER_LIVE,
+        sf.PROD_VERSION,
+    )
+    assert infer["url"].endswith(INFER_LIVE)
+    assert infer["passed"] is right
+    assert infer["verdict"].startswith(f"{2 if right else 1} of 2 case(s) answered as expected; max ")
+    assert set(infer["metrics"]) == {"latency_ms_max", "latency_ms_case_1", "latency_ms_case_2"}
+    assert [e[1:] for e in infer["events"]] == [
+        ["STARTED", "running"],
+        ["PASSED", "succeeded"] if right else ["FAILED", "failed"],
+    ]
+
+
 def _fake_records(dag_id: str, rows: list[dict[str, Any]]) -> None:
     """Store records as the operators do (XCom of real task instances of a real DAG run)."""
     from airflow.sdk import DAG

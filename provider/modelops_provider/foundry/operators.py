@@ -14,7 +14,7 @@ from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
 from modelops_provider.core.records import SUCCEEDED, RunRecorder
 from modelops_provider.core.validation import require_rid, require_text, seconds
-from modelops_provider.core.waiting import Snapshot
+from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.foundry.assets import MODEL_VERSIONS_ALIAS, model_asset_uri
 from modelops_provider.foundry.checks import (
     UNMEASURED_RULES,
@@ -141,7 +141,7 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
 
 
 # --- the verification chain: metrics gate, promotion, inference check ------------------------------
-class ModelMetricsCheckOperator(BaseOperator):
+class ModelMetricsCheckOperator(RunRecorder, BaseOperator):
     """Gate a model version on its experiment's metrics, and optionally on production's.
 
     Finds the version's experiment (``resolvedOutputs[output_alias].experimentRid`` of a launch task's
@@ -187,6 +187,16 @@ class ModelMetricsCheckOperator(BaseOperator):
     )
     template_fields_renderers = {"thresholds": "json"}
     ui_color = "#e2f0d9"
+    service = "Foundry"
+    kind = "metrics gate"
+    # (version checked, when the check started, record details), once the version is known.
+    _gate: tuple[str, float, dict[str, Any]] | None = None
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        return None if self._gate is None else (self._gate[0], None, self._gate[1])
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return self._gate[2] if self._gate else {}
 
     def __init__(
         self,
@@ -237,6 +247,14 @@ class ModelMetricsCheckOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, float]:
         ref, thresholds = self._validated()
+        record: dict[str, Any] = {"model_version": ref.model_version_rid}  # the run record's details
+        self._gate = (ref.model_version_rid, time.time(), record)
+        with self.recording(context):
+            return self._gate_check(context, ref, thresholds, record)
+
+    def _gate_check(
+        self, context: Context, ref: VersionRef, thresholds: list[Threshold], record: dict[str, Any]
+    ) -> dict[str, float]:
         hook = FoundryHook(self.foundry_conn_id)
         experiment = self._experiment(hook, ref)
         if experiment is None:
@@ -282,6 +300,14 @@ class ModelMetricsCheckOperator(BaseOperator):
                 }
             ti.xcom_push(key="production", value=production)
         failed = [reason for v in verdicts for reason in v.reasons]
+        passed = sum(1 for v in verdicts if not v.reasons)
+        verdict = f"{passed} of {len(verdicts)} threshold(s) met" + (f": {'; '.join(failed)}" if failed else "")
+        record.update(metrics=metrics, passed=not failed, verdict=verdict)
+        self._record_snap = Snapshot(
+            outcome=Outcome.FAILED if failed else Outcome.SUCCEEDED,
+            status="FAILED" if failed else "PASSED",
+            summary=verdict,
+        )
         if failed:
             raise AirflowFailException(
                 f"Model version {ref.model_version_rid} failed the metrics gate ({len(failed)} problem(s)): "
@@ -408,7 +434,7 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
         return promoted.rid
 
 
-class LiveDeploymentInferenceOperator(BaseOperator):
+class LiveDeploymentInferenceOperator(RunRecorder, BaseOperator):
     """Send known inputs through a live deployment (``transformJson``) and check the answers.
 
     Each case is ``{"input": {...}, "expected": ..., "tolerance": 1e-6}``: ``input`` is the request's
@@ -445,6 +471,16 @@ class LiveDeploymentInferenceOperator(BaseOperator):
     )
     template_fields_renderers = {"cases": "json"}
     ui_color = "#ddebf7"
+    service = "Foundry"
+    kind = "inference check"
+    # (deployment URL, when the check started, record details), once the input is valid.
+    _inference: tuple[str | None, float, dict[str, Any]] | None = None
+
+    def record_target(self) -> tuple[str, str | None, float | None] | None:
+        return None if self._inference is None else (self.live_deployment_rid, *self._inference[:2])
+
+    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
+        return self._inference[2] if self._inference else {}
 
     def __init__(
         self,
@@ -489,8 +525,23 @@ class LiveDeploymentInferenceOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         cases, expected_version = self._validated()
         hook = FoundryHook(self.foundry_conn_id)
+        record: dict[str, Any] = {}  # the run record's details, filled in as the check goes
+        self._inference = (hook.live_deployment_url(self.live_deployment_rid), time.time(), record)
+        self.record_run(context)  # listed as running while not-ready answers are ridden out
+        with self.recording(context):
+            return self._run_cases(context, hook, cases, expected_version, record)
+
+    def _run_cases(
+        self,
+        context: Context,
+        hook: FoundryHook,
+        cases: list[dict[str, Any]],
+        expected_version: str | None,
+        record: dict[str, Any],
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + float(self.inference_timeout or 0)
         served = self._served(hook, expected_version, "before the first request")[0]
+        record["model_version"] = served
         results: list[dict[str, Any]] = []
         for i, case in enumerate(cases, start=1):
             output, latency_ms = self._infer(hook, case["input"], expected_version, deadline)
@@ -519,6 +570,22 @@ class LiveDeploymentInferenceOperator(BaseOperator):
             "Latency per request (ms): %s; max %.1f", ", ".join(f"{ms:.1f}" for ms in latencies), max(latencies)
         )
         wrong = [(i, r) for i, r in enumerate(results, start=1) if not r["passed"]]
+        verdict = (
+            f"{len(results) - len(wrong)} of {len(results)} case(s) answered as expected; max {max(latencies):.1f} ms"
+        )
+        record.update(
+            passed=not wrong,
+            verdict=verdict,
+            metrics={
+                "latency_ms_max": max(latencies),
+                **{f"latency_ms_case_{i}": ms for i, ms in enumerate(latencies, 1)},
+            },
+        )
+        self._record_snap = Snapshot(
+            outcome=Outcome.FAILED if wrong else Outcome.SUCCEEDED,
+            status="FAILED" if wrong else "PASSED",
+            summary=verdict,
+        )
         if wrong:
             raise AirflowFailException(
                 f"{len(wrong)} of {len(results)} inference check(s) on {self.live_deployment_rid} failed: "
