@@ -192,7 +192,8 @@ def runs_page(page: RunPage, links: Links, *, dag_id: str | None, service: str |
         "Model runs",
         "<h1>Model runs</h1>"
         '<p class="muted">Every remote run the ModelOps provider\'s tasks started or watched: Foundry training '
-        "runs, promotions and deployment checks, DuckLake model runs, Pluto tracking runs. Newest first.</p>"
+        "runs, metrics gates, promotions, deployment and inference checks, DuckLake model runs, Pluto tracking runs. "
+        "Newest first.</p>"
         f'{filters}<table id="runs"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
         f'<div class="pager">{"".join(nav)}</div>',
     )
