@@ -41,6 +41,15 @@ def run_dag(dag: Any, **test_kwargs: Any) -> DagResult:
             rows = (
                 session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id=ti.task_id).all()
             )
-            xcom = {row.key: XComModel.deserialize_value(row) for row in rows}
+            xcom = {row.key: _xcom_value(row) for row in rows}
             tasks[ti.task_id] = TaskResult(state=ti.state, try_number=ti.try_number, xcom=xcom)
     return DagResult(state=str(dag_run.state), tasks=tasks, run_id=dag_run.run_id)
+
+
+def _xcom_value(row: Any) -> Any:
+    """A task's XCom as the task pushed it. Values from the Task Execution API are stored as JSON
+    already: ``XComModel.deserialize_value`` would parse a string again, turning a run id such as
+    ``"18e023720852"`` into ``inf``."""
+    from airflow.models.xcom import XComModel
+
+    return row.value if isinstance(row.value, str) else XComModel.deserialize_value(row)

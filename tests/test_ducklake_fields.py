@@ -177,9 +177,7 @@ def test_the_operator_sends_its_templated_fields(modelops_sandbox):
 
 
 @pytest.mark.usefixtures("airflow_db")
-# Sync only for now: with shared polling (core.poller) a deferred wait never receives a run whose
-# status the batched look does not know, so it waits on (reported; to be fixed in the poller).
-@pytest.mark.parametrize("deferrable", [False])
+@pytest.mark.parametrize("deferrable", [False, True])
 def test_an_unknown_run_status_is_reported_and_not_waited_on_forever(modelops_sandbox, monkeypatch, capfd, deferrable):
     import threading
     import time
@@ -202,7 +200,10 @@ def test_an_unknown_run_status_is_reported_and_not_waited_on_forever(modelops_sa
             time.sleep(0.05)
 
     with DAG(f"t_ducklake_unknown_{deferrable}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        DuckLakeModelRunOperator(task_id="transform", project_name="shop", poll_interval=0.1, deferrable=deferrable)
+        # The timeout only bounds the test should the unknown status be waited on silently again.
+        DuckLakeModelRunOperator(
+            task_id="transform", project_name="shop", poll_interval=0.1, deferrable=deferrable, timeout=25
+        )
     helper = threading.Thread(target=report_queued)
     helper.start()
     result = run_dag(dag)

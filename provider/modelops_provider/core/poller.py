@@ -56,7 +56,8 @@ class Waiter:
     """One trigger's wait inside a poller: the poller delivers, the trigger awaits the next result.
 
     A result that says nothing new (the same non-terminal summary as the last one delivered, after a
-    success) does not wake the trigger: at 10,000 waits most looks change nothing.
+    success) does not wake the trigger: at 10,000 waits most looks change nothing. A status the
+    provider does not know always does: the trigger's wait bounds how long it may last.
     """
 
     __slots__ = ("__weakref__", "_future", "_last_summary", "_pending", "fresh", "interval", "state", "trigger")
@@ -74,7 +75,7 @@ class Waiter:
 
     def deliver(self, result: Result) -> None:
         if isinstance(result, Snapshot):
-            if result.summary == self._last_summary and not result.outcome.terminal:
+            if result.summary == self._last_summary and not (result.outcome.terminal or result.unknown_status):
                 return
             self._last_summary = result.summary
         else:
