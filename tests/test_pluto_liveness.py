@@ -303,9 +303,7 @@ def test_the_keep_alive_outlasts_the_heartbeat_grace_and_stops_when_the_run_is_c
     assert [(e["toStatus"], e["source"]) for e in history] == [("COMPLETED", "api")]
 
 
-def test_the_keep_alive_reports_a_cancel_and_rides_out_outages(
-    modelops_sandbox, monkeypatch, capfd
-):
+def test_the_keep_alive_reports_a_cancel_and_rides_out_outages(modelops_sandbox, monkeypatch, capfd):
     control = modelops_sandbox.control
     hook = PlutoHook()
     run = hook.create_run("p", "r")
