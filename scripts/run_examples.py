@@ -100,7 +100,12 @@ def main() -> int:
             print(f"Pluto run {run['displayId']} ({run['name']}): {run['status']} {run['url']}")
             config = run.get("config") or {}
             for verdict in config.get("verdicts") or []:
-                print(f"    verdict {verdict['metric']} = {verdict['value']} ({verdict['bar']}): {verdict['verdict']}")
+                against = f", production {verdict['production']}" if verdict.get("production") is not None else ""
+                why = f" - {'; '.join(verdict['reasons'])}" if verdict.get("reasons") else ""
+                print(
+                    f"    verdict {verdict['metric']} = {verdict['value']} ({verdict['bar']}{against}): "
+                    f"{verdict['verdict']}{why}"
+                )
             if config.get("promoted_model_version"):
                 print(f"    promoted model version {config['promoted_model_version']}")
     print(f"{len(runs) - len(failures)} passed, {len(failures)} failed")
