@@ -124,13 +124,7 @@ class SandboxMiddleware:
         if not process:
             if delay:
                 await asyncio.sleep(delay)
-            if "status" in fault:
-                await self._answer(entry, send, fault)
-            elif kind == "drop":
-                await self._drop(entry, send)
-            elif kind == "malformed":
-                await self._malformed(entry, send)
-            else:
+            if not await self._fault_answer(entry, send, fault, kind):
                 entry["fault"] = "late"
                 entry["processed_at"] = time.time()
                 await self.app(scope, replay, logged)
@@ -144,6 +138,13 @@ class SandboxMiddleware:
         entry["processed_at"] = time.time()
         if delay:
             await asyncio.sleep(delay)
+        if not await self._fault_answer(entry, send, fault, kind):
+            entry["fault"] = "late answer"
+            for message in captured:
+                await logged(message)
+
+    async def _fault_answer(self, entry: dict[str, Any], send: Any, fault: dict[str, Any], kind: Any) -> bool:
+        """Answer as the fault says (a status, a drop, a garbled body); False when it only delays."""
         if "status" in fault:
             await self._answer(entry, send, fault)
         elif kind == "drop":
@@ -151,9 +152,8 @@ class SandboxMiddleware:
         elif kind == "malformed":
             await self._malformed(entry, send)
         else:
-            entry["fault"] = "late answer"
-            for message in captured:
-                await logged(message)
+            return False
+        return True
 
     @staticmethod
     async def _answer(entry: dict[str, Any], send: Any, fault: dict[str, Any]) -> None:
