@@ -261,7 +261,6 @@ def keep_alive_trigger(run_id: int, **kwargs):
         run_id=run_id,
         dag_id="d",
         dag_run_id="r",
-        keep_alive_task_ids=["pluto_keep_alive"],
         **{"interval": 0.1, **kwargs},
     )
     # As the triggerer sets it (dag.test() leaves it None).

@@ -538,8 +538,6 @@ class PlutoKeepAliveOperator(BaseOperator):
         run_id = require_run_id(run["runId"], f"runId (XCom of {start_task_id!r})")
         if run.get("url"):
             PlutoRunLink.push(context, run["url"])
-        tasks = self.dag.task_dict if self.dag else {}
-        keep_alives = sorted({self.task_id, *(t for t, op in tasks.items() if isinstance(op, PlutoKeepAliveOperator))})
         self.log.info(
             "Keeping Pluto run %s alive: a heartbeat every %gs until it is closed",
             run.get("displayId") or run_id,
@@ -551,7 +549,6 @@ class PlutoKeepAliveOperator(BaseOperator):
                 run_id=run_id,
                 dag_id=ti.dag_id,
                 dag_run_id=ti.run_id,
-                keep_alive_task_ids=keep_alives,
                 interval=self.heartbeat_interval,
                 deadline=None if self.timeout is None else time.time() + self.timeout,
             ),

@@ -47,7 +47,6 @@ class PlutoKeepAliveTrigger(BaseTrigger):
         run_id: int,
         dag_id: str,
         dag_run_id: str,
-        keep_alive_task_ids: list[str],
         interval: float = 30.0,
         deadline: float | None = None,
     ) -> None:
@@ -56,7 +55,6 @@ class PlutoKeepAliveTrigger(BaseTrigger):
         self.run_id = int(run_id)
         self.dag_id = dag_id
         self.dag_run_id = dag_run_id
-        self.keep_alive_task_ids = list(keep_alive_task_ids)
         self.interval = float(interval)
         self.deadline = deadline
 
@@ -69,7 +67,6 @@ class PlutoKeepAliveTrigger(BaseTrigger):
                 "run_id": self.run_id,
                 "dag_id": self.dag_id,
                 "dag_run_id": self.dag_run_id,
-                "keep_alive_task_ids": self.keep_alive_task_ids,
                 "interval": self.interval,
                 "deadline": self.deadline,
             },
