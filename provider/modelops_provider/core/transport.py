@@ -111,53 +111,56 @@ def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
     return adapter
 
 
-def parse_error_body(response: httpx.Response) -> dict[str, Any]:
-    """Read the service's error fields, whichever of the known shapes it uses.
+@dataclass(frozen=True)
+class ErrorBody:
+    """What an error answer says, as read by its service's parser (``Service.parse_error``). Each
+    package reads its own service's shape (``foundry/errors.py``, ``ducklake/errors.py``,
+    ``pluto/errors.py``); :func:`generic_error_body` is what they fall back on."""
 
-    Foundry: ``{errorCode, errorName, errorInstanceId, parameters, errorDescription}``;
-    DuckLake and Pluto ingest: ``{code, message, details}``; Pluto API: ``{error, message}``;
-    FastAPI services: ``{detail}``.
-    """
+    message: str
+    error_name: str | None = None
+    error_code: str | int | None = None
+    error_instance_id: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    # The typed error the answer means when its HTTP status alone does not say it (e.g. an
+    # authentication failure wrapped in a 422); None: the status decides.
+    error_class: type[errors.ApiError] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The :class:`~modelops_provider.core.errors.ApiError` keyword arguments it fills."""
+        return {
+            "error_name": self.error_name,
+            "error_code": self.error_code,
+            "error_instance_id": self.error_instance_id,
+            "parameters": dict(self.parameters),
+        }
+
+
+def error_json(response: httpx.Response) -> dict[str, Any] | None:
+    """The error answer's JSON object, or None when it is not one (the generic parser reads those)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def generic_error_body(response: httpx.Response) -> ErrorBody:
+    """The fallback for an answer in no shape its service's parser knows: a text body, or a JSON
+    body's ``detail`` (FastAPI, RFC 7807) or string ``error`` (OAuth 2, e.g. a token endpoint's
+    ``invalid_client``); else the HTTP reason phrase."""
     try:
         body = response.json()
     except ValueError:
         text = response.text.strip()
-        return {"message": text[:500] if text else response.reason_phrase}
+        return ErrorBody(text[:500] if text else response.reason_phrase)
     if not isinstance(body, dict):
-        return {"message": str(body)[:500]}
-    if "errorName" in body or "errorCode" in body:
-        return {
-            "error_name": body.get("errorName"),
-            "error_code": body.get("errorCode"),
-            "error_instance_id": body.get("errorInstanceId"),
-            "parameters": body.get("parameters") or {},
-            "message": body.get("errorDescription") or body.get("errorName") or response.reason_phrase,
-        }
-    if "code" in body and ("message" in body or "details" in body):
-        return {
-            "error_code": body.get("code"),
-            "message": str(body.get("message") or response.reason_phrase),
-            "parameters": body.get("details") or {},
-        }
-    if "error" in body:
-        error = body["error"]
-        message = body.get("message")
-        if isinstance(error, dict):
-            issues = error.get("issues")
-            if isinstance(issues, list) and issues and not error.get("message"):
-                # A zod validation failure: {success: false, error: {name: "ZodError", issues: [...]}}
-                text = "; ".join(
-                    f"{'.'.join(str(p) for p in i.get('path') or ()) or '(body)'}: {i.get('message')}"
-                    for i in issues
-                    if isinstance(i, dict)
-                )
-                return {"error_name": error.get("name"), "message": text or str(error)}
-            return {"error_name": error.get("name"), "message": str(error.get("message") or error)}
-        text = f"{error}: {message}" if message else str(error)
-        return {"error_name": None, "message": text}
+        return ErrorBody(str(body)[:500])
+    if "error" in body and not isinstance(body["error"], dict):
+        return ErrorBody(str(body["error"]))
     if "detail" in body:
-        return {"message": str(body["detail"])}
-    return {"message": response.reason_phrase or f"HTTP {response.status_code}"}
+        return ErrorBody(str(body["detail"]))
+    return ErrorBody(response.reason_phrase or f"HTTP {response.status_code}")
 
 
 class Auth:
@@ -277,6 +280,8 @@ class Service:
     # ``adoption_window``); None: the read timeout + 30 s, so that a server acting as late as a
     # timed-out answer (and then some) is still found.
     adoption_window: float | None = None
+    # How this service spells an error answer (each package defines its own, in its errors.py).
+    parse_error: Callable[[httpx.Response], ErrorBody] = generic_error_body
 
     def adopt_window(self) -> float:
         if self.adoption_window is not None:
@@ -375,9 +380,10 @@ class Service:
                         ambiguous = f"HTTP {status} with {problem}; the request may have been processed"
                         give_up = fail(errors.ServerError, f"{problem} (after {attempt} attempts)", status=status)
                 else:
-                    info = parse_error_body(reply)
-                    message = info.pop("message")
-                    give_up = fail(errors.error_class_for_status(status), message, status=status, **info)
+                    said = self.parse_error(reply)
+                    message, info = said.message, said.fields()
+                    cls = said.error_class or errors.error_class_for_status(status)
+                    give_up = fail(cls, message, status=status, **info)
                     ambiguous = f"HTTP {status}; the request may have been processed ({message})"
                     status_text = f"HTTP {status}"
             decision = decide(failure, attempt=attempt, kind=kind, policy=policy, started=started)

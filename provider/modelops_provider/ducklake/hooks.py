@@ -17,6 +17,7 @@ from modelops_provider.core.transport import HeaderAuth, Service, bearer
 from modelops_provider.core.validation import clean_secret
 from modelops_provider.core.waiting import Outcome
 from modelops_provider.ducklake.api import CANCEL_ROUTES, DuckLakeApi, DuckLakeSettings
+from modelops_provider.ducklake.errors import ducklake_error_body
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
 from modelops_provider.ducklake.report import RunReport
 from modelops_provider.ducklake.status import step_outcome
@@ -135,6 +136,7 @@ class DuckLakeHook(ApiHook):
             name="DuckLake",
             base_url=origin + path_prefix(extra.get("path_prefix")),
             auth=auth,
+            parse_error=ducklake_error_body,
             **service_options(extra),
         )
 

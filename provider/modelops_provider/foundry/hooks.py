@@ -11,6 +11,7 @@ from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import Auth, OAuth2ClientCredentials, Service, bearer
 from modelops_provider.core.validation import clean_secret
 from modelops_provider.foundry.api import FoundryApi
+from modelops_provider.foundry.errors import foundry_error_body
 from modelops_provider.foundry.models import (
     Build,
     Experiment,
@@ -65,6 +66,7 @@ class FoundryHook(ApiHook):
             name="Foundry",
             base_url=base_url,
             auth=auth,
+            parse_error=foundry_error_body,
             **service_options(extra),
         )
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modelops_provider.core import errors
 from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.retry import Kind
 from modelops_provider.core.transport import Call, Endpoint, Service
@@ -178,39 +176,6 @@ def _ndjson(lines: Sequence[dict[str, Any]]) -> bytes:
         line = {**line, "data": {k: wire_value(v) for k, v in line["data"].items()}}
         out.append(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n")
     return "".join(out).encode()
-
-
-# "Failed to process metrics stream: InvalidToken (1002 - Authentication Error): Invalid API key"
-_PROCESSING_FAILED = re.compile(r"^Failed to process \w+ stream: (\w+) \((\d+) - ([^)]*)\): (.*)$", re.DOTALL)
-
-
-def ingest_error(exc: errors.ApiError) -> errors.ApiError:
-    """The typed error an ingest answer means. The ingest service wraps every error, a bad key
-    included, as ``422 PROCESSING_FAILED`` with the cause in the message (section F); the cause's
-    number says what it is: 1xxx authentication, 2xxx validation, 3xxx processing, 4xxx an
-    unavailable dependency (e.g. its database), 5xxx internal."""
-    if exc.error_code != "PROCESSING_FAILED" or not (m := _PROCESSING_FAILED.match(exc.message)):
-        return exc
-    variant, number, category, inner = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-    cls: type[errors.ApiError]
-    if number // 1000 == 1:
-        cls = errors.PermissionDeniedError if "authoriz" in category.lower() else errors.UnauthorizedError
-    elif number // 1000 in (2, 3):
-        cls = errors.InvalidArgumentError
-    elif variant == "RateLimitExceeded":
-        cls = errors.RateLimitedError
-    else:
-        cls = errors.ServerError
-    return cls(
-        inner,
-        status=exc.status,
-        method=exc.method,
-        path=exc.path,
-        error_name=variant,
-        error_code=exc.error_code,
-        parameters={"code": number, "category": category},
-        service=exc.service,
-    )
 
 
 class PlutoApi:
@@ -428,8 +393,6 @@ class PlutoApi:
         service = self._ingest()
         for start in range(0, len(lines), INGEST_BATCH):
             batch = lines[start : start + INGEST_BATCH]
-            try:
-                yield from service.call(INGEST_METRICS, content=_ndjson(batch), headers=headers)
-            except errors.ApiError as exc:
-                raise ingest_error(exc) from None
+            # A failure comes typed by its cause (pluto/errors.py reads the ingest's 422 wrapping).
+            yield from service.call(INGEST_METRICS, content=_ndjson(batch), headers=headers)
         return len(lines)

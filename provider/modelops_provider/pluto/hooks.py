@@ -24,6 +24,7 @@ from modelops_provider.pluto import (
     DEFAULT_PY_URL,
 )
 from modelops_provider.pluto.api import PlutoApi
+from modelops_provider.pluto.errors import api_error_body, ingest_error_body
 from modelops_provider.pluto.models import Heartbeat, PlutoRun, RunDetails, RunStatus, StatusHistory
 
 if TYPE_CHECKING:
@@ -84,14 +85,17 @@ class PlutoHook(ApiHook):
         py_url = _base_url(self.conn_id, "py_url", extra.get("py_url"), DEFAULT_PY_URL)
         self._app_url = _base_url(self.conn_id, "app_url", extra.get("app_url"), DEFAULT_APP_URL)
         common: dict[str, Any] = {"auth": bearer(key), **service_options(extra)}
-        self._ingest_service = Service(name="Pluto ingest", base_url=ingest_url, **common)
+        self._ingest_service = Service(
+            name="Pluto ingest", base_url=ingest_url, parse_error=ingest_error_body, **common
+        )
         # A heartbeat is worth little late: the next one follows within the interval anyway, so
         # one is retried at most once and within 10 s, not with the connection's whole budget.
         py_retry = dataclasses.replace(
             common["retry"], max_attempts=min(common["retry"].max_attempts, 2), max_elapsed=10.0
         )
         self._py_service = Service(name="Pluto py", base_url=py_url, **{**common, "retry": py_retry})
-        return Service(name="Pluto", base_url=api_url, **common)
+        # The py service is FastAPI: its {"detail": ...} is what the generic parser reads.
+        return Service(name="Pluto", base_url=api_url, parse_error=api_error_body, **common)
 
     @property
     def ingest_service(self) -> Service:
