@@ -13,14 +13,14 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from modelops_provider.core.adopt import create_or_adopt
 from modelops_provider.core.errors import ApiError, InvalidArgumentError, ServerError
 from modelops_provider.core.timestamps import parse_timestamp
 from modelops_provider.core.transport import Call, Endpoint, Service, find_first, paged
 from modelops_provider.core.validation import require_bool, require_name, require_uuid
-from modelops_provider.core.waiting import Snapshot
+from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.models import (
     ModelRun,
     ModelRunStep,
@@ -29,9 +29,11 @@ from modelops_provider.ducklake.models import (
     ModelTestResultList,
     PaginatedModelRuns,
 )
-from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot
+from modelops_provider.ducklake.report import RunReport
+from modelops_provider.ducklake.status import RUN_STATUSES, run_outcome, run_snapshot, step_outcome
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIST_MODEL_RUNS: Endpoint[PaginatedModelRuns] = Endpoint("GET", "/model-runs", PaginatedModelRuns)
 TRIGGER_MODEL_RUN: Endpoint[ModelRun] = Endpoint("POST", "/model-runs", ModelRun, creates=True)
@@ -148,6 +150,20 @@ def _same_request(run: ModelRun, body: dict[str, Any], since: float, principals:
     return wanted is None or sorted(run.model_names or []) == sorted(wanted)
 
 
+def _collect(fetch: Callable[[str | None], Call[tuple[list[T], str | None]]]) -> Call[list[T]]:
+    """Every item of a list endpoint, page after page."""
+    items: list[T] = []
+    walk = paged(fetch)
+    try:
+        thunk = next(walk)
+        while True:
+            page = yield from thunk()
+            items.extend(page[0])
+            thunk = walk.send(page)
+    except StopIteration:
+        return items
+
+
 @dataclass(frozen=True)
 class DuckLakeSettings:
     """What the hook and the calls read from the connection besides the address and the secret."""
@@ -190,17 +206,7 @@ class DuckLakeApi:
     def runs_with_status(self, status: str) -> Call[list[ModelRun]]:
         """Every run in ``status``, in pages of ``MAX_RESULTS_LIMIT``: bounded by how many runs are
         PENDING or RUNNING at once, not by the platform's history."""
-        fetch = self.pages(status=status, max_results=MAX_RESULTS_LIMIT)
-        runs: list[ModelRun] = []
-        walk = paged(fetch)
-        try:
-            thunk = next(walk)
-            while True:
-                page = yield from thunk()
-                runs.extend(page[0])
-                thunk = walk.send(page)
-        except StopIteration:
-            return runs
+        return (yield from _collect(self.pages(status=status, max_results=MAX_RESULTS_LIMIT)))
 
     def trigger_model_run(
         self,
@@ -346,3 +352,22 @@ class DuckLakeApi:
         step_id = require_uuid("step_id", step_id)
         page = yield from self._service().call(LIST_MODEL_TEST_RESULTS, path={"run_id": run_id, "step_id": step_id})
         return page.data
+
+    def run_report(self, run_id: str, run: ModelRun | None = None) -> Call[RunReport]:
+        """What a run did: its steps, and the test results of every step that ran (steps skipped,
+        cancelled or pending have none). ``run``: the run, if read already (one GET fewer)."""
+        run_id = require_uuid("run_id", run_id)
+        if run is None:
+            run = yield from self.get_model_run(run_id)
+        steps = yield from _collect(self.step_pages(run_id))
+        tests: dict[str, list[ModelTestResult]] = {}
+        for step in steps:
+            if step_outcome(step.status) not in (Outcome.SUCCEEDED, Outcome.FAILED):
+                continue  # never ran: no tests
+            try:
+                step_id = require_uuid("step_id", step.id)
+            except ValueError:
+                log.warning("Step of model %s has no usable id (%r); its tests are not read", step.model_name, step.id)
+                continue
+            tests[step.id or ""] = yield from self.list_model_test_results(run_id, step_id)
+        return RunReport(run=run, steps=steps, tests=tests)

@@ -15,12 +15,10 @@ from modelops_provider.core.hook import ApiHook, service_options, split_host
 from modelops_provider.core.secrets import mask
 from modelops_provider.core.transport import HeaderAuth, Service, bearer
 from modelops_provider.core.validation import clean_secret
-from modelops_provider.core.waiting import Outcome
 from modelops_provider.ducklake.api import CANCEL_ROUTES, DuckLakeApi, DuckLakeSettings
 from modelops_provider.ducklake.errors import ducklake_error_body
 from modelops_provider.ducklake.models import ModelRun, ModelRunStep, ModelTestResult
 from modelops_provider.ducklake.report import RunReport
-from modelops_provider.ducklake.status import step_outcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -178,18 +176,7 @@ class DuckLakeHook(ApiHook):
 
     def run_report(self, run_id: str, run: ModelRun | None = None) -> RunReport:
         """A run's steps, and the test results of every step that ran (``run``: the run, if read already)."""
-        if run is None:
-            run = self.get_model_run(run_id)
-        steps = self.list_model_run_steps(run_id)
-        tests: dict[str, list[ModelTestResult]] = {}
-        for step in steps:
-            if step_outcome(step.status) not in (Outcome.SUCCEEDED, Outcome.FAILED):
-                continue  # never ran: no tests
-            try:
-                tests[step.id or ""] = self.list_model_test_results(run_id, step.id or "")
-            except ValueError:  # checked before the request
-                log.warning("Step of model %s has no usable id (%r); its tests are not read", step.model_name, step.id)
-        return RunReport(run=run, steps=steps, tests=tests)
+        return self.call(self.api.run_report(run_id, run))
 
     def test_connection(self) -> tuple[bool, str]:
         """Lists one run: an authenticated read, so a wrong token or key is reported as such."""

@@ -1,10 +1,14 @@
 """What a finished DuckLake model run did: its steps (one per model) and each step's test results,
-as a compact log table, a JSON-able summary, and the verdict of the test gate."""
+as a compact log table, a JSON-able summary, and the verdict of the test gate.
+
+A :class:`RunReport` is a plain value: ``DuckLakeApi.run_report()`` (ducklake/api.py) is the call that
+fetches it, run by the hook's sync or async client like any other endpoint. This module imports
+neither the hook nor the API."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from modelops_provider.core.errors import ApiError, JobFailedError
 from modelops_provider.core.timestamps import parse_timestamp
@@ -18,8 +22,11 @@ from modelops_provider.ducklake.status import (
     test_outcome,
 )
 
-if TYPE_CHECKING:
-    from modelops_provider.ducklake.hooks import DuckLakeHook
+
+class ReportSource(Protocol):
+    """What reads a report: the DuckLake hook (``hook.call(hook.api.run_report(...))``)."""
+
+    def run_report(self, run_id: str, run: ModelRun | None = None) -> RunReport: ...
 
 
 def duration_s(item: ModelRunStep | ModelRun) -> float | None:
@@ -164,14 +171,14 @@ def record_details(report: RunReport | None, project: str | None) -> dict[str, A
     }
 
 
-def read_report(hook: DuckLakeHook, run_id: str, snap: Snapshot, log: Any) -> RunReport:
+def read_report(hook: ReportSource, run_id: str, snap: Snapshot, log: Any) -> RunReport:
     """Read a finished run's steps and test results, and log them as a table."""
     report = hook.run_report(run_id, run=ModelRun.model_validate(snap.data))
     log.info("%s", report.table())
     return report
 
 
-def run_failure_message(hook: DuckLakeHook, what: str, run_id: str, snap: Snapshot, url: str, log: Any) -> str:
+def run_failure_message(hook: ReportSource, what: str, run_id: str, snap: Snapshot, url: str, log: Any) -> str:
     """Why a FAILED or CANCELLED run failed, for the operator and the sensor alike: the run's error
     message, failed and unbuilt models (or, if the steps cannot be read, the run's own reason), and
     where to look."""
