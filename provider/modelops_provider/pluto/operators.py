@@ -177,6 +177,9 @@ class PlutoStartRunOperator(PlutoRecorder, BaseOperator):
         Pluto deep-merges it into the config of a resumed run. Templated.
     :param system_metadata: dict or JSON-object string, stored with an ``airflow`` entry (DAG id,
         run id, run type, logical date) added. Templated.
+    :param logger_settings: dict or JSON-object string, the run's ``loggerSettings``, e.g. threshold
+        triggers ``{"trigger": {"train/loss": {"operator": ">", "threshold": 10}}}`` (a matching metric
+        makes Pluto cancel the run). On a resumed run they are deep-merged into its settings. Templated.
     :param pluto_conn_id: Airflow connection of type ``pluto``.
     """
 
@@ -187,9 +190,10 @@ class PlutoStartRunOperator(PlutoRecorder, BaseOperator):
         "tags",
         "config",
         "system_metadata",
+        "logger_settings",
         "pluto_conn_id",
     )
-    template_fields_renderers = {"config": "json", "system_metadata": "json"}
+    template_fields_renderers = {"config": "json", "system_metadata": "json", "logger_settings": "json"}
     operator_extra_links = (PlutoRunLink(),)
     ui_color = "#e8defc"
 
@@ -202,10 +206,12 @@ class PlutoStartRunOperator(PlutoRecorder, BaseOperator):
         tags: Sequence[str] | None = None,
         config: Mapping[str, Any] | str | None = None,
         system_metadata: Mapping[str, Any] | str | None = None,
+        logger_settings: Mapping[str, Any] | str | None = None,
         pluto_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.logger_settings = logger_settings
         self.project_name = project_name
         self.run_name = run_name
         self.external_id = external_id
@@ -235,9 +241,14 @@ class PlutoStartRunOperator(PlutoRecorder, BaseOperator):
             tags=self.tags,
             config=config,
             system_metadata=system_metadata,
+            logger_settings=self.logger_settings,
         )
         if run.resumed and self.tags is not None:
             hook.update_tags(run.run_id, self.tags)
+        if run.resumed and self.logger_settings is not None:
+            # Section C says only that config is merged on resume: merge the settings explicitly (a
+            # RUNNING -> RUNNING update deep-merges loggerSettings).
+            hook.update_status(run.run_id, "RUNNING", logger_settings=self.logger_settings)
         url = hook.run_url(run)
         self.log.info(
             "%s Pluto run %s (runId %s, externalId %r) in project %r",

@@ -10,6 +10,8 @@ with the other sandboxed services):
   errors ``{"code": ..., "message": ..., "details"?: ...}``; success is text/plain.
 - Py service: ``/api/runs/trigger`` (heartbeat); errors ``{"detail": ...}``; and its stale-run
   monitor (section F), which marks RUNNING runs FAILED when their liveness signals go quiet.
+- Threshold triggers (``loggerSettings.trigger``, section F): a logged metric that matches one
+  cancels the run (:func:`apply_threshold_triggers`).
 - App: the run page ``/o/<org>/projects/<project>/<runId>`` (the ``url`` the API returns; the
   real app uses an encoded id where the sandbox uses the numeric run id).
 
@@ -29,8 +31,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import operator
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -240,6 +244,53 @@ class PlutoState:
 
     def find_external(self, project: str, external_id: str) -> PlutoRun | None:
         return next((r for r in self.runs.values() if r.project == project and r.external_id == external_id), None)
+
+
+# Threshold triggers (section F): ``loggerSettings.trigger = {"<logName>": {"operator": "<"|"<="|">"|">=",
+# "threshold": number}}``; a matching metric makes the run CANCELLED (source ``threshold-trigger``,
+# which bypasses precedence, ``statusMetadata.reason = "threshold-exceeded"``).
+THRESHOLD_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def apply_threshold_triggers(state: PlutoState, run: PlutoRun, records: list[dict[str, Any]]) -> None:
+    """Cancel ``run`` if a value just logged matches one of its threshold triggers. Call with the
+    lock held, after the records are stored.
+
+    Section F does not say when or how the server evaluates them; the sandbox's choices (change them
+    here): when the metrics arrive; on RUNNING runs only (section F lists the triggers with the
+    monitor, which looks only at RUNNING runs); values in the order logged, the first match wins; NaN
+    never matches; a rule with an unknown operator or a threshold that is not a number is ignored;
+    ``statusMetadata`` holds, besides ``reason``, the rule and the value that matched (``logName``,
+    ``operator``, ``threshold``, ``value``, ``step``); no email is simulated."""
+    rules = run.logger_settings.get("trigger") if isinstance(run.logger_settings, dict) else None
+    if run.status != "RUNNING" or not isinstance(rules, dict):
+        return
+    for record in records:
+        for name, value in record["data"].items():
+            rule = rules.get(name)
+            if not isinstance(rule, dict):
+                continue
+            compare, threshold = THRESHOLD_OPERATORS.get(str(rule.get("operator"))), rule.get("threshold")
+            if compare is None or isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                continue
+            if not compare(value, threshold):
+                continue
+            metadata = {
+                "reason": "threshold-exceeded",
+                "logName": name,
+                "operator": rule["operator"],
+                "threshold": threshold,
+                "value": json_safe(value),
+                "step": record["step"],
+            }
+            state.record(run, "CANCELLED", "threshold-trigger", metadata)
+            run.status_metadata = metadata
+            return
 
 
 def _number(value: float) -> float | int:
@@ -781,6 +832,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                     run.metrics.setdefault(name, []).append(
                         {"step": record["step"], "time": record["time"], "value": value}
                     )
+            if run is not None:
+                apply_threshold_triggers(ps(), run, records)
         return PlainTextResponse(f"Stream processed successfully: {len(records)} records")
 
     # --- app: the run page --------------------------------------------------------------------
