@@ -125,18 +125,26 @@ async def _events(trigger) -> list[dict]:
     return [event.payload async for event in trigger.run()]
 
 
-def test_a_deferred_api_error_is_raised_as_the_same_class_with_the_same_fields(modelops_sandbox):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-poller", "own-loop"])
+def test_a_deferred_api_error_is_raised_as_the_same_class_with_the_same_fields(modelops_sandbox, monkeypatch, shared):
+    # The trigger's own loop reads the run; the shared poller reads the build through getBatch.
+    monkeypatch.setenv("AIRFLOW__MODELOPS__SHARED_POLLING", str(shared))
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
-    run = FoundryHook().launch_model_studio(STUDIO)
+    hook = FoundryHook()
+    run = hook.launch_model_studio(STUDIO)
     denied = {
         "errorCode": "PERMISSION_DENIED",
         "errorName": "ApiUsageDenied",
         "errorInstanceId": "e-1",
         "parameters": {"studioRid": STUDIO},
     }
-    modelops_sandbox.control.fault([{"status": 403, "body": denied}] * 2, path_prefix=RUNS_PATH)
+    path = "/api/v2/orchestration/builds/getBatch" if shared else RUNS_PATH
+    modelops_sandbox.control.fault([{"status": 403, "body": denied}] * 2, path_prefix=path)
     with pytest.raises(errors.PermissionDeniedError) as sync:
-        FoundryHook().get_model_studio_run(STUDIO, run.run_id)
+        if shared:
+            hook.call(hook.api.get_builds([run.build_rid]))
+        else:
+            hook.get_model_studio_run(STUDIO, run.run_id)
     (event,) = asyncio.run(_events(_trigger(run)))
     # The event is JSON (it is stored in Airflow's database) and round-trips the error.
     event = json.loads(json.dumps(event))
@@ -179,11 +187,15 @@ def test_an_unexpected_exception_in_a_trigger_is_logged_with_its_traceback(model
 
 
 # --- the missed-poll rule: trigger counts, sensor in every mode ----------------------------------
-def test_the_trigger_misses_exactly_four_polls_and_gives_up_at_the_fifth(modelops_sandbox, monkeypatch, capfd):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-poller", "own-loop"])
+def test_the_trigger_misses_exactly_four_polls_and_gives_up_at_the_fifth(modelops_sandbox, monkeypatch, capfd, shared):
+    # The trigger's own loop reads the run; the shared poller reads the build through getBatch.
+    monkeypatch.setenv("AIRFLOW__MODELOPS__SHARED_POLLING", str(shared))
+    path = "/api/v2/orchestration/builds/getBatch" if shared else RUNS_PATH
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.8)
     run = FoundryHook().launch_model_studio(STUDIO)
     conn_id = with_extra(monkeypatch, "foundry", "foundry_one_try", retry_max_attempts=1)
-    modelops_sandbox.control.fault([{"status": 503}] * 4, path_prefix=RUNS_PATH)
+    modelops_sandbox.control.fault([{"status": 503}] * 4, path_prefix=path)
     events = asyncio.run(_events(_trigger(run, conn_id=conn_id)))
     assert events[0]["status"] == "done"
     missed = [line for line in "".join(capfd.readouterr()).splitlines() if "poll failed" in line]
@@ -191,10 +203,10 @@ def test_the_trigger_misses_exactly_four_polls_and_gives_up_at_the_fifth(modelop
     modelops_sandbox.control.reset()
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=30)
     run = FoundryHook().launch_model_studio(STUDIO)
-    modelops_sandbox.control.fault([{"status": 503}] * 5, path_prefix=RUNS_PATH)
+    modelops_sandbox.control.fault([{"status": 503}] * 5, path_prefix=path)
     events = asyncio.run(_events(_trigger(run, conn_id=conn_id)))
     assert events[0]["status"] == "error" and events[0]["error"]["status"] == 503
-    assert len(modelops_sandbox.control.requests(path_prefix=RUNS_PATH)) == 5
+    assert len(modelops_sandbox.control.requests(path_prefix=path)) == 5
 
 
 def _sensor_dag(dag_id: str, run_id: str, mode: str):

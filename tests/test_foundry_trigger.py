@@ -52,18 +52,39 @@ def test_serialize_is_json_without_secrets_and_round_trips(launch):
     assert clone.serialize() == trigger.serialize()
 
 
-def test_yields_one_event_with_the_run(launch):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-poller", "own-loop"])
+def test_yields_one_small_event_and_the_worker_reads_the_run(launch, modelops_sandbox, monkeypatch, shared):
+    monkeypatch.setenv("AIRFLOW__MODELOPS__SHARED_POLLING", str(shared))
     run = launch()
-    events = asyncio.run(_events(_trigger(run)))
+    trigger = _trigger(run)
+    events = asyncio.run(_events(trigger))
     assert len(events) == 1
     assert events[0]["status"] == "done"
-    assert events[0]["snapshot"]["data"]["buildStatus"] == "SUCCEEDED"
     assert events[0]["target"] == {
         "model_studio_rid": STUDIO,
         "run_id": run.run_id,
         "build_rid": run.build_rid,
         "config_version": run.config_version,
     }
+    # Ids and the outcome only: the run (resolvedOutputs) stays out of the event.
+    assert events[0]["snapshot"] == {
+        "outcome": "succeeded",
+        "status": "SUCCEEDED",
+        "summary": events[0]["snapshot"]["summary"],
+    }
+    assert "SUCCEEDED" in events[0]["snapshot"]["summary"]
+    # On resume the worker reads the run once (narrowed to its config version) and keeps the verdict.
+    from modelops_provider.core.operators import unpack_event
+
+    before = len(modelops_sandbox.control.requests())
+    hook = FoundryHook()
+    snap = hook.call(trigger.complete(hook, unpack_event(events[0])))
+    reads = modelops_sandbox.control.requests()[before:]
+    assert [r["path"] for r in reads] == [f"/api/v2/models/modelStudios/{STUDIO}/runs"]
+    assert reads[0]["query"].get("configVersion") == str(run.config_version)
+    assert snap.outcome.value == "succeeded" and snap.status == "SUCCEEDED"
+    assert snap.data["runId"] == run.run_id
+    assert snap.data["resolvedOutputs"]["model"]["modelVersionRid"]
 
 
 def test_absolute_deadline_survives_a_restart(launch):
@@ -144,6 +165,8 @@ def _few_attempts(monkeypatch, url) -> str:
 def test_rides_out_an_outage_longer_than_one_requests_retry_budget(launch, modelops_sandbox, monkeypatch):
     from modelops_provider.core.waiting import MAX_MISSED_POLLS
 
+    # The trigger's own loop, which reads the run (shared polling reads builds: test_shared_polling.py).
+    monkeypatch.setenv("AIRFLOW__MODELOPS__SHARED_POLLING", "False")
     run = launch(duration_s=0.5)
     runs_path = f"/api/v2/models/modelStudios/{STUDIO}/runs"
     modelops_sandbox.control.fault([{"status": 503}] * (MAX_MISSED_POLLS - 1), path_prefix=runs_path)

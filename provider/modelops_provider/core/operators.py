@@ -340,6 +340,9 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
         with self.recording(context, resumed=True):
             with self._stop_job_if_waiting_fails(job, context):
                 snap = unpack_event(event)
+                if job:
+                    # The event carries ids and the outcome; what else the result needs is read here.
+                    snap = self.hook.call(self.make_trigger(job).complete(self.hook, snap))
             self.log.info("%s: %s", self.describe(job), snap.summary)
             return self._finish(job, snap, context)
 

@@ -66,9 +66,11 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
             return self._trigger.target()
         return {name: getattr(self, name) for name in self.trigger_class.fields if hasattr(self, name)}
 
-    def make_trigger(self, deadline: float | None = None) -> triggers.PollingTrigger:
+    def make_trigger(
+        self, deadline: float | None = None, fields: dict[str, Any] | None = None
+    ) -> triggers.PollingTrigger:
         return self.trigger_class(
-            **self.trigger_fields(),
+            **(self.trigger_fields() if fields is None else fields),
             conn_id=self.conn_id,
             poll_interval=float(self.poke_interval),
             deadline=deadline,
@@ -178,5 +180,11 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
             except JobTimeoutError as exc:
                 # A sensor timeout, so that soft_fail and the usual sensor semantics apply.
                 raise AirflowSensorTimeout(f"{self.describe()}: {exc} (timeout {float(self.timeout):g}s)") from None
+            target = (event or {}).get("target")
+            if isinstance(target, dict) and target:
+                # What the trigger learned (a build, a config version) names the object for the read below.
+                self._trigger = self.make_trigger(fields=target)
+            # The event carries ids and the outcome; what else the result needs is read here.
+            snap = self.hook.call(self.trigger.complete(self.hook, snap))
             self.log.info("%s: %s", self.describe(), snap.summary)
             return self._settle(snap)

@@ -4,6 +4,7 @@ look at it, and (optionally) how to cancel it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from abc import abstractmethod
 from collections.abc import AsyncIterator
@@ -58,6 +59,11 @@ class PollingTrigger(BaseTrigger):
     # How the log names what is watched: "<what> <value of name_field>" (once per line).
     what: ClassVar[str] = ""
     name_field: ClassVar[str] = ""
+    # Which keys of a snapshot's data an event carries, besides the verdict (outcome, status, summary,
+    # reason): none by default, the worker reads the rest on resume (:meth:`complete`), so the
+    # triggerer's cost stays per batch and events stay small. None: all of it, for a trigger whose
+    # data is the small evidence of its own verdict (the worker then reads nothing again).
+    event_data: ClassVar[tuple[str, ...] | None] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,6 +112,39 @@ class PollingTrigger(BaseTrigger):
         there is nothing to stop. The trigger itself calls it on kill only with ``cancel_on_kill``."""
         return None
 
+    def brief(self, snap: Snapshot) -> dict[str, Any]:
+        """A snapshot as an event carries it: the verdict, and of the data what :attr:`event_data`
+        names (ids and outcome; no remote payload)."""
+        keep = self.event_data
+        data = snap.data if keep is None else {key: snap.data[key] for key in keep if key in snap.data}
+        brief: dict[str, Any] = {"outcome": snap.outcome.value, "status": snap.status, "summary": snap.summary}
+        if data:
+            brief["data"] = data
+        if snap.reason is not None:
+            brief["reason"] = snap.reason
+        if snap.unknown_status:
+            brief["unknown_status"] = True
+        return brief
+
+    def complete(self, hook: Any, snap: Snapshot) -> Call[Snapshot]:
+        """In the worker, on resume: the final snapshot an event describes, with all its data.
+
+        When the event left data out (:attr:`event_data`), the job is read once more through
+        :meth:`check`. The trigger's verdict stands (a job that ended does not start again); a fresh
+        look that disagrees is logged as a warning."""
+        if self.event_data is None or not snap.outcome.terminal:
+            return snap
+        fresh = yield from self.check(hook)
+        if fresh.status != snap.status:
+            self.log.warning(
+                "%s: the trigger saw %s, a fresh look now sees %s; keeping the trigger's verdict (%s)",
+                self.describe(),
+                snap.status,
+                fresh.status,
+                snap.outcome.value,
+            )
+        return dataclasses.replace(snap, data=fresh.data)
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
         return (
@@ -140,9 +179,9 @@ class PollingTrigger(BaseTrigger):
                         started_at=self.started_at,
                     )
                 )
-            yield self._event(DONE, snapshot=snap.to_dict())
+            yield self._event(DONE, snapshot=self.brief(snap))
         except JobTimeoutError as exc:
-            last = exc.snapshot.to_dict() if exc.snapshot is not None else None
+            last = self.brief(exc.snapshot) if exc.snapshot is not None else None
             yield self._event(TIMEOUT, snapshot=last, message=str(exc))
         except ApiError as exc:
             yield self._event(ERROR, message=str(exc), error=exc.to_dict())

@@ -22,13 +22,16 @@ def build_outcome(status: str) -> Outcome:
 
 
 def build_snapshot(run_id: str, build: Build) -> Snapshot:
-    """A run judged by its build alone, while the build has not ended (the run says nothing more)."""
+    """A run judged by its build alone: its outcome and status are the build's. The run's own
+    fields (``resolvedOutputs``) are not in it: who needs them reads the run."""
+    outcome = build_outcome(build.status)
     note = "" if build.status in BUILD_OUTCOMES else " (unknown status; still waiting)"
     return Snapshot(
-        outcome=build_outcome(build.status),
+        outcome=outcome,
         status=build.status,
         summary=f"build {build.status} (from the build){note}",
         data={"runId": run_id, "buildRid": build.rid, "buildStatus": build.status},
+        reason=f"build {build.rid} is {build.status}" if outcome in (Outcome.FAILED, Outcome.CANCELLED) else None,
     )
 
 

@@ -17,7 +17,8 @@ class ModelStudioRunTrigger(PollingTrigger):
     operator launched the run), a user killing the deferred task cancels the build.
 
     ``config_version`` (the run's) narrows the runs list when the run is read; ``build_rid`` may be
-    empty when only the run id is known (a sensor's first look).
+    empty when only the run id is known (a sensor's first look). The event carries the ids and the
+    build's outcome; the worker reads the run (``resolvedOutputs``) on resume.
     """
 
     hook_class = FoundryHook
@@ -56,6 +57,10 @@ class LiveDeploymentTrigger(PollingTrigger):
     poll_source = LiveDeploymentSource
     what = "Live deployment"
     name_field = "live_deployment_rid"
+    # The deployment as judged (served version, state, readiness; under a kilobyte) is the verdict's
+    # own evidence: the event carries it and the worker neither reads it again nor judges again. A
+    # fresh look could see a later rollout; what the task vouches for is what the trigger saw.
+    event_data = None
 
     live_deployment_rid: str
     expected_model_version_rid: str | None = None
