@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import datetime as dt
 import json
 import math
@@ -492,22 +493,26 @@ def _count_rounds(rounds: list[tuple[int, int, int, float]]) -> None:
     from modelops_provider.core.poller import Poller
     from modelops_provider.foundry.api import FoundryApi
 
-    counter = {"batch": 0, "walk": 0}
+    # Rounds overlap (each is a task of its own): each counts its own requests, in a context variable
+    # that the round's task and the tasks it gathers share.
+    counter: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("bench_round")
     get_builds, find_runs, poll = FoundryApi.get_builds, FoundryApi.find_model_studio_runs, Poller._poll
 
     def counted_get_builds(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counter["batch"] += 1
+        counter.get({"batch": 0})["batch"] += 1
         return get_builds(self, *args, **kwargs)
 
     def counted_find_runs(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counter["walk"] += 1
+        counter.get({"walk": 0})["walk"] += 1
         return find_runs(self, *args, **kwargs)
 
     async def counted_poll(self: Any, waiters: list[Any]) -> None:
-        before, started = dict(counter), time.monotonic()
+        mine = {"batch": 0, "walk": 0}
+        counter.set(mine)
+        started = time.monotonic()
         await poll(self, waiters)
         took = time.monotonic() - started
-        rounds.append((len(waiters), counter["batch"] - before["batch"], counter["walk"] - before["walk"], took))
+        rounds.append((len(waiters), mine["batch"], mine["walk"], took))
 
     FoundryApi.get_builds = counted_get_builds  # type: ignore[method-assign]
     FoundryApi.find_model_studio_runs = counted_find_runs  # type: ignore[method-assign]

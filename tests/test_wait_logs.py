@@ -61,7 +61,8 @@ def test_trigger_logs_changes_progress_from_the_launch_and_names_the_run_once(
     async def events() -> list:
         return [e.payload async for e in trigger.run()]
 
-    assert [e["status"] for e in asyncio.run(events())] == ["done"]
+    (event,) = asyncio.run(events())
+    assert event["status"] == "done"
     text = "".join(capfd.readouterr())
     mine = _lines(text, run.run_id)
     assert mine, text
@@ -70,10 +71,42 @@ def test_trigger_logs_changes_progress_from_the_launch_and_names_the_run_once(
     changes = [line for line in mine if f"Model Studio run {run.run_id}: build RUNNING" in line]
     progress = [line for line in mine if f"Model Studio run {run.run_id}: still build RUNNING" in line]
     ended = [line for line in mine if f"Model Studio run {run.run_id}: build SUCCEEDED" in line]
-    assert len(changes) == 1 and len(ended) == 1, mine
+    # The task logged the start before it deferred and logs the end when it resumes (from the event):
+    # the trigger repeats neither, and logs what happens in between.
+    assert changes == [] and ended == [], mine
     # ~2 s of RUNNING at one line per 0.5 s of silence.
     assert 2 <= len(progress) <= 5, mine
-    assert all("(1h00m elapsed)" in line for line in changes + progress + ended), mine
+    assert all("(1h00m elapsed)" in line for line in progress), mine
+    assert 3600 <= event["elapsed"] < 3700
+
+
+def test_a_handed_over_wait_logs_changes_after_its_first_look():
+    from modelops_provider.core.waiting import Outcome, Snapshot, WaitProgress
+
+    logged: list[str] = []
+
+    class Log:
+        def info(self, msg: str, *args: object) -> None:
+            logged.append(msg % args)
+
+        warning = info
+
+    def snap(status: str, outcome: Outcome = Outcome.WAITING) -> Snapshot:
+        return Snapshot(outcome=outcome, status=status, summary=status)
+
+    progress = WaitProgress("run r", None, Log(), handed_over=True)
+    assert not progress.seen(snap("PENDING"))
+    assert not progress.seen(snap("PENDING"))
+    assert not progress.seen(snap("RUNNING"))
+    assert progress.seen(snap("SUCCESS", Outcome.SUCCEEDED))
+    assert logged == ["run r: RUNNING (0s elapsed)"]
+    # A wait of the task's own logs its first look and its end too.
+    logged.clear()
+    progress = WaitProgress("run r", None, Log())
+    for status in ("PENDING", "RUNNING"):
+        progress.seen(snap(status))
+    progress.seen(snap("SUCCESS", Outcome.SUCCEEDED))
+    assert logged == ["run r: PENDING (0s elapsed)", "run r: RUNNING (0s elapsed)", "run r: SUCCESS (0s elapsed)"]
 
 
 def test_no_progress_line_before_the_interval(modelops_sandbox, monkeypatch, capfd):
@@ -89,7 +122,7 @@ def test_no_progress_line_before_the_interval(modelops_sandbox, monkeypatch, cap
 
     assert asyncio.run(first())["status"] == "done"
     text = "".join(capfd.readouterr())
-    assert _lines(text, "build RUNNING") and not _lines(text, "still "), text
+    assert not _lines(text, "still "), text
 
 
 def _launch_dag(dag_id: str, **kwargs):
@@ -114,6 +147,9 @@ def test_operator_logs_progress_and_a_summary_line(modelops_sandbox, every_half_
     mine = _lines(text, run_id)
     assert _named_twice(mine, run_id) == []
     assert _lines(text, "still build RUNNING ("), mine
+    # The end is logged once, with the elapsed time: by the wait (sync), or on resume from the event.
+    ended = _lines(text, "build SUCCEEDED")
+    assert len(ended) == 1 and re.search(r"\(\ds elapsed\)", ended[0]), mine
     summary = _lines(text, f"Foundry training run {run_id}: succeeded after ")
     assert len(summary) == 1, mine
     assert re.search(r"after \ds; model version " + re.escape(version) + "; http", summary[0]), summary

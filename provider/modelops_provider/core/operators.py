@@ -32,7 +32,7 @@ from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.results import JobResultArg
 from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
 from modelops_provider.core.validation import seconds
-from modelops_provider.core.waiting import Outcome, Snapshot, poll_until_terminal
+from modelops_provider.core.waiting import Outcome, Snapshot, duration, poll_until_terminal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -65,6 +65,15 @@ def unpack_event(event: dict[str, Any] | None) -> Snapshot:
             snapshot=Snapshot.from_dict(last) if isinstance(last, dict) else None,
         )
     return Snapshot.from_dict(event["snapshot"])
+
+
+def resumed_line(summary: str, event: dict[str, Any] | None) -> str:
+    """How a task resuming from a trigger states the end it met (the trigger does not log it): the
+    summary and the elapsed time the event carries."""
+    elapsed = (event or {}).get("elapsed")
+    if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool):
+        return f"{summary} ({duration(elapsed)} elapsed)"
+    return summary
 
 
 def first_try_since_clear(context: Context, retries: int | None) -> bool:
@@ -343,7 +352,7 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
                 if job:
                     # The event carries ids and the outcome; what else the result needs is read here.
                     snap = self.hook.call(self.make_trigger(job).complete(self.hook, snap))
-            self.log.info("%s: %s", self.describe(job), snap.summary)
+            self.log.info("%s: %s", self.describe(job), resumed_line(snap.summary, event))
             return self._finish(job, snap, context)
 
     def _cancel(self, job: dict[str, Any]) -> None:

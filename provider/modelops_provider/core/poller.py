@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import conf
 
-from modelops_provider.core.waiting import Snapshot
+from modelops_provider.core.waiting import Snapshot, progress_log_interval
 
 if TYPE_CHECKING:
     from modelops_provider.core.hook import ApiHook
@@ -49,6 +49,28 @@ def shared_polling_enabled() -> bool:
     return conf.getboolean("modelops", "shared_polling", fallback=True)
 
 
+class LoopSettings:
+    """The settings every trigger of a loop reads, read once per event loop (a triggerer reads its
+    configuration at start): a configuration lookup costs more than a trigger's whole wait."""
+
+    __slots__ = ("progress_interval", "shared")
+
+    def __init__(self) -> None:
+        self.shared = shared_polling_enabled()
+        self.progress_interval = progress_log_interval()
+
+
+_SETTINGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopSettings] = weakref.WeakKeyDictionary()
+
+
+def loop_settings() -> LoopSettings:
+    loop = asyncio.get_running_loop()
+    settings = _SETTINGS.get(loop)
+    if settings is None:
+        settings = _SETTINGS[loop] = LoopSettings()
+    return settings
+
+
 Result = Snapshot | BaseException
 
 
@@ -60,13 +82,13 @@ class Waiter:
     provider does not know always does: the trigger's wait bounds how long it may last.
     """
 
-    __slots__ = ("__weakref__", "_future", "_last_summary", "_pending", "fresh", "interval", "state", "trigger")
+    __slots__ = ("__weakref__", "_future", "_last_summary", "_pending", "busy", "interval", "state", "trigger")
 
     def __init__(self, trigger: PollingTrigger) -> None:
         # Typed loosely: each source reads the fields of its own trigger class.
         self.trigger: Any = trigger
         self.interval = max(MIN_TICK_S, trigger.poll_interval)
-        self.fresh = True
+        self.busy = False  # in a round whose answer has not come yet
         # Per-wait memory of a source (e.g. whether a DuckLake run was last seen PENDING).
         self.state: dict[str, Any] = {}
         self._future: asyncio.Future[Result] | None = None
@@ -144,7 +166,11 @@ def poller_for(trigger: PollingTrigger) -> Poller:
 
 
 class Poller:
-    """Polls the waits of one loop, kind and connection together (see the module's rules)."""
+    """Polls the waits of one loop, kind and connection together (see the module's rules).
+
+    Each round runs as a task of its own: a slow round (a tick of thousands of waits, a service that
+    answers slowly) delays neither the first poll of waits arriving meanwhile nor the next tick; a
+    wait is in at most one round at a time."""
 
     admit_pause_s: ClassVar[float] = ADMIT_PAUSE_S
 
@@ -152,16 +178,19 @@ class Poller:
         self.hook = hook
         self.source = source(hook)
         self.waiters: dict[Waiter, None] = {}  # insertion-ordered set
+        self._fresh: list[Waiter] = []  # arrived, not polled yet
         self._registry = registry
         self._key = key
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rounds: set[asyncio.Task[None]] = set()
         self._next_tick = math.inf
         self.rounds = 0
 
     def watch(self, trigger: PollingTrigger) -> Waiter:
         waiter = Waiter(trigger)
         self.waiters[waiter] = None
+        self._fresh.append(waiter)
         self._wake.set()
         if self._task is None or self._task.done():
             self._registry[self._key] = self
@@ -183,25 +212,43 @@ class Poller:
             return
         try:
             while self.waiters:
+                if self._fresh:
+                    # Gather the waits arriving together (a triggerer hands over many at once), then
+                    # poll them at once rather than at the next tick.
+                    await asyncio.sleep(self.admit_pause_s)
+                    fresh, self._fresh = self._fresh, []
+                    round_ = [w for w in fresh if w in self.waiters]
+                    if round_:
+                        self._next_tick = min(self._next_tick, loop.time() + min(w.interval for w in round_))
+                        self._start(round_)
+                    continue
                 now = loop.time()
                 if now >= self._next_tick:
-                    round_ = list(self.waiters)
-                    self._next_tick = now + min(w.interval for w in round_)
-                elif any(w.fresh for w in self.waiters):
-                    await asyncio.sleep(self.admit_pause_s)
-                    round_ = [w for w in self.waiters if w.fresh]
-                    self._next_tick = min(self._next_tick, loop.time() + min(w.interval for w in round_))
-                else:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._next_tick - now):
-                            await self._wake.wait()
+                    self._next_tick = now + min(w.interval for w in self.waiters)
+                    self._start([w for w in self.waiters if not w.busy])
                     continue
-                for waiter in round_:
-                    waiter.fresh = False
-                await self._poll(round_)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_tick - now):
+                        await self._wake.wait()
         finally:
             self._drop()
+
+    def _start(self, round_: list[Waiter]) -> None:
+        if not round_:
+            return
+        for waiter in round_:
+            waiter.busy = True
+        task = asyncio.get_running_loop().create_task(self._round(round_))
+        self._rounds.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._rounds.discard)
+
+    async def _round(self, round_: list[Waiter]) -> None:
+        try:
+            await self._poll(round_)
+        finally:
+            for waiter in round_:
+                waiter.busy = False
 
     def _drop(self) -> None:
         if self._registry.get(self._key) is self:

@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 from modelops_provider.core import triggers
 from modelops_provider.core.errors import JobFailedError, JobTimeoutError
 from modelops_provider.core.hook import ApiHook
-from modelops_provider.core.operators import default_deferrable, unpack_event
+from modelops_provider.core.operators import default_deferrable, resumed_line, unpack_event
 from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call
@@ -186,5 +186,5 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
                 self._trigger = self.make_trigger(fields=target)
             # The event carries ids and the outcome; what else the result needs is read here.
             snap = self.hook.call(self.trigger.complete(self.hook, snap))
-            self.log.info("%s: %s", self.describe(), snap.summary)
+            self.log.info("%s: %s", self.describe(), resumed_line(snap.summary, event))
             return self._settle(snap)

@@ -100,6 +100,20 @@ class Endpoint(Generic[T]):
         adapter = _adapter(self.response)
         return adapter.validate_python(payload)  # type: ignore[no-any-return]
 
+    def read(self, reply: httpx.Response) -> T:
+        """Decode a success answer: text, nothing, or JSON. JSON with a response model is parsed
+        straight into it (one pass, no intermediate dict: at 100 builds per getBatch answer, most of a
+        poll's CPU was spent building dicts that were then validated). Raises ValueError: not JSON, or
+        (:class:`pydantic.ValidationError`) not the schema."""
+        if self.text:
+            return self.decode(reply.text)
+        content = reply.content
+        if not content.strip():
+            return self.decode(None)
+        if self.response is None:
+            return self.decode(reply.json())
+        return _adapter(self.response).validate_json(content)  # type: ignore[no-any-return]
+
 
 _ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
 
@@ -367,12 +381,11 @@ class Service:
                     continue
                 if 200 <= status < 300:
                     try:
-                        payload: Any = reply.text if endpoint.text else reply.json() if reply.content.strip() else None
-                        return endpoint.decode(payload)
+                        return endpoint.read(reply)
                     except ValueError as exc:  # not JSON, or (pydantic.ValidationError) not the schema
                         problem = (
                             f"response does not match the expected schema: {_short_validation(exc)}"
-                            if isinstance(exc, pydantic.ValidationError)
+                            if isinstance(exc, pydantic.ValidationError) and not _not_json(exc)
                             else "a body that is not JSON"
                         )
                         failure = MalformedBody(status)
@@ -412,6 +425,11 @@ class Service:
                 asked,
             )
             yield Sleep(decision.wait)
+
+
+def _not_json(exc: pydantic.ValidationError) -> bool:
+    """Pydantic's way of saying a body parsed with ``validate_json`` is not JSON at all."""
+    return any(detail["type"] == "json_invalid" for detail in exc.errors())
 
 
 def _short_validation(exc: pydantic.ValidationError) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -163,9 +164,11 @@ class PollingTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "target": self.target(), **payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        began = time.time() if self.started_at is None else self.started_at
         try:
-            if self.poll_source is not None and poller.shared_polling_enabled():
-                snap = await self._wait_shared()
+            settings = poller.loop_settings()
+            if self.poll_source is not None and settings.shared:
+                snap = await self._wait_shared(settings.progress_interval)
             else:
                 hook = self._hook = self.hook_class(self.conn_id)
                 await hook.aget_conn()
@@ -177,9 +180,12 @@ class PollingTrigger(BaseTrigger):
                         deadline=self.deadline,
                         log=self.log,
                         started_at=self.started_at,
+                        progress_interval=settings.progress_interval,
+                        handed_over=True,
                     )
                 )
-            yield self._event(DONE, snapshot=self.brief(snap))
+            # The task logs the end when it resumes: the event says how long the job took.
+            yield self._event(DONE, snapshot=self.brief(snap), elapsed=round(time.time() - began, 1))
         except JobTimeoutError as exc:
             last = self.brief(exc.snapshot) if exc.snapshot is not None else None
             yield self._event(TIMEOUT, snapshot=last, message=str(exc))
@@ -192,9 +198,11 @@ class PollingTrigger(BaseTrigger):
         # asyncio.CancelledError is deliberately not caught: nothing may be awaited on that path, or
         # Airflow's on_kill may be lost (see AIRFLOW-NOTES).
 
-    async def _wait_shared(self) -> Snapshot:
+    async def _wait_shared(self, progress_interval: float) -> Snapshot:
         """Wait through the loop's poller for this kind and connection, under the same rules."""
-        progress = WaitProgress(self.describe(), self.deadline, self.log, self.started_at)
+        progress = WaitProgress(
+            self.describe(), self.deadline, self.log, self.started_at, progress_interval, handed_over=True
+        )
         shared = poller.poller_for(self)
         waiter = shared.watch(self)
         try:

@@ -118,7 +118,14 @@ class WaitProgress:
     ``MAX_MISSED_POLLS - 1`` consecutive transient failures, and stop at an absolute deadline.
 
     The elapsed time counts from ``started_at`` (epoch seconds: the launch) when given, so a retry
-    that re-attaches or a trigger taken over by another triggerer does not count from zero again."""
+    that re-attaches or a trigger taken over by another triggerer does not count from zero again.
+
+    A wait ``handed_over`` by a task (a trigger) continues the task's log: the task said the job
+    started (the launch line, a sensor's first poke), so a first look that finds it plainly waiting
+    is not logged again, and the end is logged by the task when it resumes, from the event (with
+    the elapsed time the event carries). Changes in between, progress lines and warnings are logged
+    as always. At thousands of waits per triggerer, those two repeated lines were most of a wait's
+    CPU."""
 
     def __init__(
         self,
@@ -127,6 +134,7 @@ class WaitProgress:
         log: logging.Logger | Any,
         started_at: float | None = None,
         progress_interval: float | None = None,
+        handed_over: bool = False,
     ) -> None:
         self.what = what
         self.deadline = deadline
@@ -137,6 +145,7 @@ class WaitProgress:
         self.unknown_since: float | None = None
         self.progress_interval = progress_log_interval() if progress_interval is None else progress_interval
         self.last_line = time.time()
+        self.handed_over = handed_over
 
     def elapsed(self, now: float | None = None) -> str:
         return duration((time.time() if now is None else now) - self.started)
@@ -163,7 +172,8 @@ class WaitProgress:
             )
         if self.last is None or snap.summary != self.last.summary:
             now = time.time()
-            self.log.info("%s: %s (%s elapsed)", self.what, snap.summary, self.elapsed(now))
+            if not self.handed_over or (self.last is not None and not snap.outcome.terminal):
+                self.log.info("%s: %s (%s elapsed)", self.what, snap.summary, self.elapsed(now))
             self.last_line = now
             self.last = snap
         else:
@@ -217,6 +227,8 @@ def poll_until_terminal(
     deadline: float | None,
     log: logging.Logger | Any,
     started_at: float | None = None,
+    progress_interval: float | None = None,
+    handed_over: bool = False,
 ) -> Call[Snapshot]:
     """The one wait loop, as a call: run by a worker (``hook.call``) or a trigger (``hook.acall``).
 
@@ -224,7 +236,7 @@ def poll_until_terminal(
     :class:`JobTimeoutError` (with the last snapshot) at the deadline, leaving it to the caller what
     to cancel.
     """
-    progress = WaitProgress(what, deadline, log, started_at)
+    progress = WaitProgress(what, deadline, log, started_at, progress_interval, handed_over)
     while True:
         try:
             snap = yield from check()

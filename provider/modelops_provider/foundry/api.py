@@ -18,6 +18,7 @@ from modelops_provider.core.validation import require_rid, require_text
 from modelops_provider.core.waiting import Snapshot
 from modelops_provider.foundry.models import (
     Build,
+    BuildState,
     CurrentUser,
     GetBuildsBatchResponse,
     ListModelStudioRunsResponse,
@@ -182,7 +183,7 @@ class FoundryApi:
         require_rid("build_rid", build_rid)
         return (yield from self._service().call(GET_BUILD, path={"buildRid": build_rid}))
 
-    def get_builds(self, build_rids: list[str]) -> Call[dict[str, Build]]:
+    def get_builds(self, build_rids: list[str]) -> Call[dict[str, BuildState]]:
         """Up to ``BUILDS_BATCH_MAX`` builds in one request, by RID; a RID missing from the answer
         (unknown or not visible to us) is missing from the result."""
         if not 1 <= len(build_rids) <= BUILDS_BATCH_MAX:

@@ -53,10 +53,20 @@ class Build(FoundryModel):
     finished_time: str | None = None
 
 
-class GetBuildsBatchResponse(FoundryModel):
-    """``data`` maps each build RID found to its build; a RID Foundry does not return is left out."""
+class BuildState(BaseModel):
+    """A build as a poll reads it from getBatch: its RID and status. The rest of each build is
+    skipped, not kept (at 100 builds per answer, reading what nobody uses is most of a poll's cost)."""
 
-    data: dict[str, Build] = {}
+    model_config = ConfigDict(extra="ignore")
+
+    rid: str
+    status: str
+
+
+class GetBuildsBatchResponse(FoundryModel):
+    """``data`` maps each build RID found to its state; a RID Foundry does not return is left out."""
+
+    data: dict[str, BuildState] = {}
 
 
 class ModelVersionRef(FoundryModel):

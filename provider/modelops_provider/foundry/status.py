@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from modelops_provider.core.waiting import Outcome, Snapshot
-from modelops_provider.foundry.models import Build, LiveDeployment, ModelStudioRun
+from modelops_provider.foundry.models import Build, BuildState, LiveDeployment, ModelStudioRun
 
 BUILD_OUTCOMES: dict[str, Outcome] = {
     "RUNNING": Outcome.WAITING,
@@ -21,7 +21,7 @@ def build_outcome(status: str) -> Outcome:
     return BUILD_OUTCOMES.get(status, Outcome.WAITING)
 
 
-def build_snapshot(run_id: str, build: Build) -> Snapshot:
+def build_snapshot(run_id: str, build: Build | BuildState) -> Snapshot:
     """A run judged by its build alone: its outcome and status are the build's. The run's own
     fields (``resolvedOutputs``) are not in it: who needs them reads the run."""
     outcome = build_outcome(build.status)
