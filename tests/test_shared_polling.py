@@ -86,6 +86,43 @@ def test_150_waits_poll_builds_in_batches_and_each_gets_its_own_event(modelops_s
     assert not [r for r in sent if r["path"].startswith("/api/v2/orchestration/builds/ri.")]
 
 
+def test_waits_arriving_together_fill_a_batch_without_waiting_out_the_admission_pause(modelops_sandbox, monkeypatch):
+    monkeypatch.setattr(poller_module.Poller, "admit_pause_s", 30.0)
+    control = modelops_sandbox.control
+    runs = _launch(control, OK_STUDIO, 100, duration_s=0.1)
+    time.sleep(0.3)  # all ended: the first poll ends every wait
+    before = len(control.requests())
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(_event(_trigger(r, poll_interval=30)) for r in runs))
+
+    started = time.monotonic()
+    events = asyncio.run(main())
+    assert time.monotonic() - started < 10
+    assert {e["snapshot"]["outcome"] for e in events} == {"succeeded"}
+    batches = [r for r in control.requests()[before:] if r["path"] == BATCH_PATH]
+    assert len(batches) == 1
+
+
+def test_a_slow_round_does_not_hold_up_the_first_poll_of_a_wait_arriving_meanwhile(modelops_sandbox):
+    control = modelops_sandbox.control
+    first, second = _launch(control, OK_STUDIO, 2, duration_s=0.1)
+    time.sleep(0.3)
+    control.fault([{"delay_s": 4}], path_prefix=BATCH_PATH)  # the first getBatch is answered 4 s late
+
+    async def main() -> tuple[float, list[dict[str, Any]]]:
+        slow = asyncio.ensure_future(_event(_trigger(first, poll_interval=30)))
+        await asyncio.sleep(0.5)  # its round is in flight
+        started = time.monotonic()
+        quick = await _event(_trigger(second, poll_interval=30))
+        took = time.monotonic() - started
+        return took, [await slow, quick]
+
+    took, events = asyncio.run(main())
+    assert took < 2.5, took
+    assert [e["snapshot"]["outcome"] for e in events] == ["succeeded", "succeeded"]
+
+
 def test_a_failed_batch_is_a_missed_poll_for_each_wait(modelops_sandbox, monkeypatch):
     from tests.test_foundry_trigger import _few_attempts
 

@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How long a poller waits after a new wait arrived before its first poll, gathering others.
-ADMIT_PAUSE_S = 0.05
+# How long a poller waits after a new wait arrived before its first poll, gathering others (unless
+# they fill a batch sooner): a triggerer hands over thousands of waits in a second or two, and a
+# request per few arrivals would cost more than the waits themselves.
+ADMIT_PAUSE_S = 0.2
 # The shortest tick, whatever poll interval a wait asked for (0 would spin).
 MIN_TICK_S = 0.05
 
@@ -128,6 +130,10 @@ class Waiter:
 class PollSource(ABC):
     """How the waits of one kind share requests: which waits form a batch, and one poll of a batch."""
 
+    # How many new waits fill a first poll: the poller polls arrivals once this many are in, or
+    # ADMIT_PAUSE_S after the first, whichever comes first.
+    fill: ClassVar[int] = 100
+
     def __init__(self, hook: Any) -> None:
         self.hook = hook
 
@@ -179,6 +185,7 @@ class Poller:
         self.source = source(hook)
         self.waiters: dict[Waiter, None] = {}  # insertion-ordered set
         self._fresh: list[Waiter] = []  # arrived, not polled yet
+        self._fresh_since = 0.0  # when the first of them arrived (loop time)
         self._registry = registry
         self._key = key
         self._wake = asyncio.Event()
@@ -191,7 +198,11 @@ class Poller:
         waiter = Waiter(trigger)
         self.waiters[waiter] = None
         self._fresh.append(waiter)
-        self._wake.set()
+        if len(self._fresh) == 1:
+            self._fresh_since = asyncio.get_running_loop().time()
+            self._wake.set()
+        elif len(self._fresh) == self.source.fill:
+            self._wake.set()
         if self._task is None or self._task.done():
             self._registry[self._key] = self
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"modelops poller {self._key}")
@@ -213,9 +224,12 @@ class Poller:
         try:
             while self.waiters:
                 if self._fresh:
-                    # Gather the waits arriving together (a triggerer hands over many at once), then
-                    # poll them at once rather than at the next tick.
-                    await asyncio.sleep(self.admit_pause_s)
+                    # Gather the waits arriving together (a triggerer hands over many at once) into
+                    # full batches, then poll them at once rather than at the next tick.
+                    left = self._fresh_since + self.admit_pause_s - loop.time()
+                    if left > 0 and len(self._fresh) < self.source.fill:
+                        await self._sleep(left)
+                        continue
                     fresh, self._fresh = self._fresh, []
                     round_ = [w for w in fresh if w in self.waiters]
                     if round_:
@@ -227,12 +241,16 @@ class Poller:
                     self._next_tick = now + min(w.interval for w in self.waiters)
                     self._start([w for w in self.waiters if not w.busy])
                     continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._next_tick - now):
-                        await self._wake.wait()
+                await self._sleep(self._next_tick - now)
         finally:
             self._drop()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until ``seconds`` passed or a wait arrived that needs the poller sooner."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _start(self, round_: list[Waiter]) -> None:
         if not round_:

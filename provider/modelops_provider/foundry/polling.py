@@ -16,6 +16,8 @@ class ModelStudioRunSource(PollSource):
     request per finished run there rather than in the triggerer. A build getBatch does not return,
     and a wait that knows only its run id yet (a sensor's), get the run's own look."""
 
+    fill = BUILDS_BATCH_MAX
+
     def split(self, waiters: list[Waiter]) -> list[list[Waiter]]:
         by_build: dict[str, list[Waiter]] = {}
         alone: list[list[Waiter]] = []
