@@ -120,12 +120,10 @@ class WaitProgress:
     The elapsed time counts from ``started_at`` (epoch seconds: the launch) when given, so a retry
     that re-attaches or a trigger taken over by another triggerer does not count from zero again.
 
-    A wait ``handed_over`` by a task (a trigger) continues the task's log: the task said the job
-    started (the launch line, a sensor's first poke), so a first look that finds it plainly waiting
-    is not logged again, and the end is logged by the task when it resumes, from the event (with
-    the elapsed time the event carries). Changes in between, progress lines and warnings are logged
-    as always. At thousands of waits per triggerer, those two repeated lines were most of a wait's
-    CPU."""
+    A wait ``handed_over`` by a task (a trigger) does not log the end: the task logs it once when it
+    resumes, from the event (with the elapsed time the event carries), rather than twice. Its first
+    look is logged (it says that a triggerer took the wait over, and from when it counts), and so
+    are changes, progress lines and warnings."""
 
     def __init__(
         self,
@@ -172,7 +170,7 @@ class WaitProgress:
             )
         if self.last is None or snap.summary != self.last.summary:
             now = time.time()
-            if not self.handed_over or (self.last is not None and not snap.outcome.terminal):
+            if not (self.handed_over and snap.outcome.terminal):
                 self.log.info("%s: %s (%s elapsed)", self.what, snap.summary, self.elapsed(now))
             self.last_line = now
             self.last = snap
