@@ -219,11 +219,11 @@ def test_promotion_returns_the_new_version_and_emits_an_asset_event(modelops_san
     record = result.task("promote").xcom["modelops_run"]  # listed on the Model runs page
     assert (record["kind"], record["remote_id"], record["model_version"], record["status"]) == (
         "promotion",
-        new,
+        source,  # the version it promoted; the new copy is the version it produced
         new,
         "PROMOTED",
     )
-    assert record["verdict"] == f"promoted {source} to branch prod"
+    assert record["verdict"] == "promoted to branch prod"
     # The prod deployment tracks the branch: it rolls the new version out.
     deadline = time.time() + 10
     while FoundryHook().get_live_deployment(sf.PROD_LIVE_DEPLOYMENT).model_version.model_version_rid != new:

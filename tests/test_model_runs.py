@@ -232,6 +232,80 @@ def test_inference_check_records_its_verdict(modelops_sandbox, slope):
     ]
 
 
+def _promote_dag(dag_id: str, source: str) -> Any:
+    from modelops_provider.foundry.operators import PromoteModelVersionOperator
+    from modelops_provider.sandbox import foundry as sf
+
+    def build() -> None:
+        PromoteModelVersionOperator(
+            task_id="promote", model_rid=sf.SUCCEEDING_MODEL, model_version=source, branch=sf.PROD_BRANCH
+        )
+
+    return dag_of(dag_id, build)
+
+
+def _log_lines(capfd: pytest.CaptureFixture[str], start: str) -> list[str]:
+    """The task log lines (as printed) whose message starts with ``start``."""
+    text = "".join(capfd.readouterr())
+    return [line[line.index(start) :] for line in text.splitlines() if start in line]
+
+
+def test_promotion_records_the_version_it_produced_and_logs_a_summary(modelops_sandbox, capfd):
+    from modelops_provider.foundry.hooks import FoundryHook
+    from modelops_provider.sandbox import foundry as sf
+
+    first = modelops_sandbox.control.foundry_studio(sf.SUCCEEDING_STUDIO)["initialModelVersionRid"]
+    # A version prod does not serve yet (prod's is a copy of the first one): promoting it copies it.
+    source = FoundryHook().promote_model_version(sf.SUCCEEDING_MODEL, first, "staging").rid
+    result = run_dag(_promote_dag("rec_promote", source))
+    assert result.task("promote").state == "success"
+    new = result.task("promote").xcom["return_value"]
+    rec = records("rec_promote")["promote"]
+    assert (rec["kind"], rec["remote_id"], rec["model_version"], rec["outcome"], rec["status"]) == (
+        "promotion",
+        source,
+        new,
+        "succeeded",
+        "PROMOTED",
+    )
+    assert rec["passed"] is True and rec["verdict"] == "promoted to branch prod"
+    assert rec["url"].endswith(f"/workspace/models/{sf.SUCCEEDING_MODEL}")
+    assert [e[1:] for e in rec["events"]] == [["STARTED", "running"], ["PROMOTED", "succeeded"]]
+    assert rec["started_at"] <= rec["ended_at"]
+    summary = _log_lines(capfd, f"Foundry promotion {source}: ")
+    assert len(summary) == 1, summary
+    assert summary[0].startswith(f"Foundry promotion {source}: succeeded (PROMOTED) after ")
+    assert f"; model version {new}; promoted to branch prod; {rec['url']} " in summary[0]
+    import httpx
+
+    assert httpx.get(rec["url"]).status_code == 200  # the sandbox serves the model's page
+
+
+def test_failed_promotion_records_the_version_it_tried_and_the_error(modelops_sandbox, capfd):
+    from modelops_provider.sandbox import foundry as sf
+
+    modelops_sandbox.control.foundry_studio(sf.SUCCEEDING_STUDIO)
+    missing = "ri.models.main.model-version.0000dead-0000-4000-8000-000000000000"
+    result = run_dag(_promote_dag("rec_promote_fails", missing))
+    assert result.task("promote").state == "failed"
+    rec = records("rec_promote_fails")["promote"]
+    assert (rec["kind"], rec["remote_id"], rec["model_version"], rec["outcome"], rec["status"]) == (
+        "promotion",
+        missing,
+        None,
+        "failed",
+        "ModelVersionNotFound",
+    )
+    assert rec["passed"] is False and rec["verdict"] == "not promoted to branch prod"
+    assert "ModelVersionNotFound" in rec["message"] and "promoteVersion" in rec["message"]
+    assert rec["ended_at"] is not None and rec["events"][-1][1:] == ["ModelVersionNotFound", "failed"]
+    summary = _log_lines(capfd, f"Foundry promotion {missing}: ")
+    assert len(summary) == 1 and summary[0].startswith(
+        f"Foundry promotion {missing}: failed (ModelVersionNotFound) after "
+    ), summary
+    assert "; not promoted to branch prod; http" in summary[0]
+
+
 def _fake_records(dag_id: str, rows: list[dict[str, Any]]) -> None:
     """Store records as the operators do (XCom of real task instances of a real DAG run)."""
     from airflow.sdk import DAG

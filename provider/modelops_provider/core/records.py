@@ -88,11 +88,15 @@ def build_record(
     same_run = bool(previous) and previous.get("remote_id") == remote_id  # type: ignore[union-attr]
     prev = dict(previous) if same_run and previous else {}
     events: list[list[Any]] = [list(e) for e in prev.get("events") or []]
+    start = prev.get("started_at") or started_at or now
+    if not events and outcome != RUNNING and start < now:
+        # A task that records its run only when it ends (a promotion, a metrics gate): the timeline
+        # still starts when the work did.
+        events.append([round(float(start), 3), "STARTED", RUNNING])
     label = status or (outcome.upper() if events else "STARTED")
     if not events or events[-1][1] != label or prev.get("outcome") != outcome:
         events.append([round(now, 3), label, outcome])
     events = events[-MAX_EVENTS:]
-    start = prev.get("started_at") or started_at or now
     record: dict[str, Any] = {
         "v": VERSION,
         "service": service,
@@ -116,6 +120,16 @@ def build_record(
         # This record ends the run another task of the DAG run opened: the page shows this one only.
         record["closes"] = str(details["closes"])
     return record
+
+
+def error_status(error: BaseException | None) -> str | None:
+    """The remote's word for an error that ended a task before any status was seen: the service's
+    error name (``ModelVersionNotFound``), else its HTTP status."""
+    name = getattr(error, "error_name", None)
+    if name:
+        return str(name)
+    code = getattr(error, "status", None)
+    return f"HTTP {code}" if isinstance(code, int) else None
 
 
 def outcome_of(error: BaseException | None, snap: Snapshot | None) -> str:
@@ -193,7 +207,7 @@ class RunRecorder:
                 remote_id=remote_id,
                 url=url,
                 outcome=outcome,
-                status=snap.status if snap is not None else status,
+                status=snap.status if snap is not None else status or error_status(error),
                 started_at=started_at,
                 details=details,
             )

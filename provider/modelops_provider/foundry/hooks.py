@@ -171,6 +171,10 @@ class FoundryHook(ApiHook):
         studio, run = quote(model_studio_rid, safe=""), quote(run_id, safe="")
         return f"{self.service.base_url}/workspace/model-studio/{studio}/runs/{run}"
 
+    def model_url(self, model_rid: str) -> str:
+        """``https://<host>/workspace/models/<modelRid>``: the model, its versions by branch."""
+        return f"{self.service.base_url}/workspace/models/{quote(model_rid, safe='')}"
+
     def live_deployment_url(self, live_deployment_rid: str) -> str:
         """``https://<host>/workspace/model-live-deployments/<liveDeploymentRid>``"""
         return f"{self.service.base_url}/workspace/model-live-deployments/{quote(live_deployment_rid, safe='')}"

@@ -12,7 +12,7 @@ from modelops_provider.core import assets
 from modelops_provider.core.errors import ApiError, RateLimitedError, ServerError, TransportError
 from modelops_provider.core.links import XComLink
 from modelops_provider.core.operators import RemoteJobOperator
-from modelops_provider.core.records import SUCCEEDED, RunRecorder
+from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.validation import require_rid, require_text, seconds
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.foundry.assets import MODEL_VERSIONS_ALIAS, model_asset_uri
@@ -189,14 +189,15 @@ class ModelMetricsCheckOperator(RunRecorder, BaseOperator):
     ui_color = "#e2f0d9"
     service = "Foundry"
     kind = "metrics gate"
-    # (version checked, when the check started, record details), once the version is known.
-    _gate: tuple[str, float, dict[str, Any]] | None = None
+    # (version checked, its model's page, when the check started, record details), once the version
+    # is known.
+    _gate: tuple[str, str, float, dict[str, Any]] | None = None
 
     def record_target(self) -> tuple[str, str | None, float | None] | None:
-        return None if self._gate is None else (self._gate[0], None, self._gate[1])
+        return None if self._gate is None else self._gate[:3]
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return self._gate[2] if self._gate else {}
+        return self._gate[3] if self._gate else {}
 
     def __init__(
         self,
@@ -247,15 +248,20 @@ class ModelMetricsCheckOperator(RunRecorder, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, float]:
         ref, thresholds = self._validated()
+        hook = FoundryHook(self.foundry_conn_id)
         record: dict[str, Any] = {"model_version": ref.model_version_rid}  # the run record's details
-        self._gate = (ref.model_version_rid, time.time(), record)
+        self._gate = (ref.model_version_rid, hook.model_url(str(ref.model_rid)), time.time(), record)
         with self.recording(context):
-            return self._gate_check(context, ref, thresholds, record)
+            return self._gate_check(context, hook, ref, thresholds, record)
 
     def _gate_check(
-        self, context: Context, ref: VersionRef, thresholds: list[Threshold], record: dict[str, Any]
+        self,
+        context: Context,
+        hook: FoundryHook,
+        ref: VersionRef,
+        thresholds: list[Threshold],
+        record: dict[str, Any],
     ) -> dict[str, float]:
-        hook = FoundryHook(self.foundry_conn_id)
         experiment = self._experiment(hook, ref)
         if experiment is None:
             self.log.warning("Model version %s has no experiment: every metric is missing", ref.model_version_rid)
@@ -371,13 +377,15 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
     ui_color = "#fce4d6"
     service = "Foundry"
     kind = "promotion"
-    _promoted: tuple[str, dict[str, Any]] | None = None
+    # (the source version it promotes, the target model's page, when it started, record details),
+    # once the input is valid: a promotion that fails is listed with the version it tried.
+    _promotion: tuple[str, str, float, dict[str, Any]] | None = None
 
     def record_target(self) -> tuple[str, str | None, float | None] | None:
-        return None if self._promoted is None else (self._promoted[0], None, None)
+        return None if self._promotion is None else self._promotion[:3]
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return self._promoted[1] if self._promoted else {}
+        return self._promotion[3] if self._promotion else {}
 
     def __init__(
         self,
@@ -410,6 +418,13 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
                 f"model_version must be a model version RID or a launch task's run, got {self.model_version!r}"
             )
         hook = FoundryHook(self.foundry_conn_id)
+        branch = self.branch or "(default)"
+        record: dict[str, Any] = {"verdict": f"not promoted to branch {branch}", "passed": False}
+        self._promotion = (ref.model_version_rid, hook.model_url(self.model_rid), time.time(), record)
+        with self.recording(context):
+            return self._promote(context, hook, ref, record)
+
+    def _promote(self, context: Context, hook: FoundryHook, ref: VersionRef, record: dict[str, Any]) -> str:
         promoted = hook.promote_model_version(self.model_rid, ref.model_version_rid, self.branch)
         self.log.info(
             "Promoted %s to branch %s of %s: new version %s",
@@ -428,9 +443,10 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
             }
             assets.emit(context, MODEL_VERSIONS_ALIAS, uri, extra, model=True)
             self.log.info("Asset event for %s: %s", uri, extra)
-        verdict = f"promoted {ref.model_version_rid} to branch {self.branch or '(default)'}"
-        self._promoted = (promoted.rid, {"model_version": promoted.rid, "verdict": verdict, "passed": True})
-        self.record_run(context, SUCCEEDED, status="PROMOTED")
+        record.update(
+            model_version=promoted.rid, verdict=f"promoted to branch {self.branch or '(default)'}", passed=True
+        )
+        self._record_snap = Snapshot(outcome=Outcome.SUCCEEDED, status="PROMOTED", summary=record["verdict"])
         return promoted.rid
 
 

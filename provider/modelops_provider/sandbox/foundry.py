@@ -672,6 +672,22 @@ def install(app: FastAPI, state: SandboxState) -> None:
             f"<p>Serving {html.escape(version)}: <b>{state}</b>, ready: {ready}</p></body></html>"
         )
 
+    @app.get("/workspace/models/{model_rid}")
+    def model_page(model_rid: str) -> Response:
+        if model_rid not in fs().registry.models:
+            return HTMLResponse("<h1>Model not found</h1>", status_code=404)
+        with fs().lock:
+            versions = fs().registry.visible_versions(model_rid, time.time())
+        rows = "".join(
+            f"<tr><td>{html.escape(v.rid)}</td><td>{html.escape(v.branch)}</td>"
+            f"<td>{html.escape(str(v.source.get('type', '')))}</td></tr>"
+            for v in versions
+        )
+        return HTMLResponse(
+            f"<html><head><title>Model</title></head><body><h1>Model {html.escape(model_rid)}</h1>"
+            f"<table><tr><th>version</th><th>branch</th><th>source</th></tr>{rows}</table></body></html>"
+        )
+
     @app.post("/_sandbox/foundry/oauth")
     async def oauth_settings(request: Request) -> Response:
         body = await request.json()
