@@ -125,6 +125,94 @@ def test_ducklake_records_tally_tests_and_keep_steps_apart(modelops_sandbox):
     assert [(t["test_name"], t["status"]) for t in detail["tests"]] == [("t1", "PASS"), ("t2", "PASS"), ("t3", "FAIL")]
 
 
+def _tab(dag_id: str, run_id: str, task_id: str) -> str:
+    """The task's "Remote run" tab as the app renders it."""
+    from airflow.utils.session import create_session
+
+    from modelops_provider.ui import pages
+    from modelops_provider.ui.query import task_record
+
+    with create_session() as session:
+        row, detail, result = task_record(session, dag_id, run_id, task_id, -1)
+    assert row is not None
+    return pages.task_page(row, detail, result, pages.Links("", "/modelops"))
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_failed_ducklake_run_records_its_steps_and_tests(modelops_sandbox, deferrable):
+    from modelops_provider.ducklake.operators import DuckLakeModelRunOperator
+
+    script_project(
+        modelops_sandbox.control,
+        "recfail",
+        {"name": "stg", "rows_affected": 7, "tests": [{"name": "not_null_id"}]},
+        {"name": "fct", "outcome": "FAILED", "error_message": "Binder Error: column total does not exist"},
+        {"name": "rpt"},
+    )
+
+    def build() -> None:
+        DuckLakeModelRunOperator(task_id="transform", project_name="recfail", poll_interval=0.1, deferrable=deferrable)
+
+    dag_id = f"rec_ducklake_failed_{deferrable}"
+    result = run_dag(dag_of(dag_id, build))
+    assert result.task("transform").state == "failed"
+    rec = records(dag_id)["transform"]
+    assert (rec["outcome"], rec["status"], rec["passed"]) == ("failed", "FAILED", False)
+    assert rec["verdict"] == "1 test passed; 1 of 3 models built"
+    assert "failed models: fct (Binder Error" in rec["message"]
+    detail = result.task("transform").xcom["modelops_run_detail"]
+    assert [(s["model_name"], s["status"]) for s in detail["steps"]] == [
+        ("stg", "SUCCESS"),
+        ("fct", "FAILED"),
+        ("rpt", "SKIPPED"),
+    ]
+    assert detail["steps"][1]["error_message"] == "Binder Error: column total does not exist"
+    assert [(t["model_name"], t["test_name"], t["status"]) for t in detail["tests"]] == [("stg", "not_null_id", "PASS")]
+    tab = _tab(dag_id, result.run_id, "transform")
+    assert '<table id="steps">' in tab and "Binder Error: column total does not exist" in tab
+    assert '<table id="tests">' in tab and "not_null_id" in tab
+
+
+def test_cancelled_ducklake_run_watched_by_a_sensor_records_its_steps(modelops_sandbox):
+    from modelops_provider.ducklake.sensors import DuckLakeModelRunSensor
+
+    control = modelops_sandbox.control
+    script_project(control, "reccancel", {"name": "quick", "duration_s": 0.1}, {"name": "slow", "duration_s": 30})
+    run = control.post("/_sandbox/ducklake/runs", {"project": "reccancel"})
+
+    def build() -> None:
+        DuckLakeModelRunSensor(task_id="wait", run_id=run["id"], poke_interval=0.1)
+
+    import threading
+
+    import httpx
+
+    from ducklake_helpers import wait_for
+    from modelops_provider.sandbox import ducklake as sd
+
+    runs = f"{modelops_sandbox.url}/v1/model-runs/{run['id']}"
+    headers = {"X-API-Key": sd.API_KEY}
+
+    def cancel_once_quick_is_built() -> None:
+        wait_for(
+            lambda: any(s["status"] == "SUCCESS" for s in httpx.get(f"{runs}/steps", headers=headers).json()["data"]),
+            timeout=20,
+        )
+        httpx.post(f"{runs}/cancel", headers=headers).raise_for_status()
+
+    canceller = threading.Thread(target=cancel_once_quick_is_built)
+    canceller.start()
+    result = run_dag(dag_of("rec_ducklake_cancelled", build))
+    canceller.join()
+    assert result.task("wait").state == "failed"
+    rec = records("rec_ducklake_cancelled")["wait"]
+    assert (rec["outcome"], rec["status"]) == ("cancelled", "CANCELLED")
+    assert rec["verdict"] == "no tests; 1 of 2 models built"
+    detail = result.task("wait").xcom["modelops_run_detail"]
+    assert [(s["model_name"], s["status"]) for s in detail["steps"]] == [("quick", "SUCCESS"), ("slow", "CANCELLED")]
+    assert "slow" in _tab("rec_ducklake_cancelled", result.run_id, "wait")
+
+
 def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
     from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
 

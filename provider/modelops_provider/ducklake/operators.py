@@ -13,7 +13,7 @@ from modelops_provider.core.waiting import Snapshot
 from modelops_provider.ducklake.api import require_model_names, require_project_name, require_target_name
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report, record_details, run_failure_message
+from modelops_provider.ducklake.report import RunReport, gate, read_failed_run, read_report, record_details
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
     service = "DuckLake"
     kind = "model run"
     ui_color = "#fff1c2"
+    # The finished run's steps and tests (None when they could not be read), for the run record.
+    _report: RunReport | None = None
 
     def __init__(
         self,
@@ -161,7 +163,9 @@ class DuckLakeModelRunOperator(RemoteJobOperator):
 
     def failure_message(self, hook: DuckLakeHook, job: dict[str, Any], snap: Snapshot) -> str:
         url = hook.run_url(job["run_id"], job.get("project_name"))
-        return run_failure_message(hook, self.describe(job), job["run_id"], snap, url, self.log)
+        # Kept for the run record: a failed run's steps and tests are what a person looks at first.
+        self._report, message = read_failed_run(hook, self.describe(job), job["run_id"], snap, url, self.log)
+        return message
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return record_details(getattr(self, "_report", None), (self._job or {}).get("project_name"))
+        return record_details(self._report, (self._job or {}).get("project_name"))

@@ -178,15 +178,19 @@ def read_report(hook: ReportSource, run_id: str, snap: Snapshot, log: Any) -> Ru
     return report
 
 
-def run_failure_message(hook: ReportSource, what: str, run_id: str, snap: Snapshot, url: str, log: Any) -> str:
-    """Why a FAILED or CANCELLED run failed, for the operator and the sensor alike: the run's error
-    message, failed and unbuilt models (or, if the steps cannot be read, the run's own reason), and
-    where to look."""
+def read_failed_run(
+    hook: ReportSource, what: str, run_id: str, snap: Snapshot, url: str, log: Any
+) -> tuple[RunReport | None, str]:
+    """A FAILED or CANCELLED run's report (None if its steps cannot be read), for the run record, and
+    why it failed, for the operator and the sensor alike: the run's error message, failed and unbuilt
+    models (or the run's own reason), and where to look."""
+    report: RunReport | None = None
     try:
-        detail = read_report(hook, run_id, snap, log).failure_text()
+        report = read_report(hook, run_id, snap, log)
+        detail = report.failure_text()
     except (ApiError, ValueError) as exc:
         detail = f"{snap.reason or snap.summary} (its steps could not be read: {exc})"
-    return f"{what} ended {snap.status}: {detail}. See {url}"
+    return report, f"{what} ended {snap.status}: {detail}. See {url}"
 
 
 def gate(report: RunReport, *, fail_on_test_failure: bool, what: str, log: Any) -> None:

@@ -11,7 +11,7 @@ from modelops_provider.core.validation import require_bool, require_uuid
 from modelops_provider.core.waiting import Outcome, Snapshot
 from modelops_provider.ducklake.hooks import DuckLakeHook
 from modelops_provider.ducklake.links import DuckLakeModelRunLink
-from modelops_provider.ducklake.report import gate, read_report, record_details, run_failure_message
+from modelops_provider.ducklake.report import RunReport, gate, read_failed_run, read_report, record_details
 from modelops_provider.ducklake.triggers import DuckLakeModelRunTrigger
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class DuckLakeModelRunSensor(PollingSensor):
     what = "DuckLake model run"
     service = "DuckLake"
     kind = "model run"
+    # The finished run's steps and tests (None when they could not be read), for the run record.
+    _report: RunReport | None = None
 
     def __init__(
         self,
@@ -68,13 +70,15 @@ class DuckLakeModelRunSensor(PollingSensor):
         return self.run_id, self.hook.run_url(self.run_id)
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return record_details(getattr(self, "_report", None), None)
+        return record_details(self._report, None)
 
     def _settle(self, snap: Snapshot) -> Any:
         self._record_snap = snap
         if snap.outcome is not Outcome.SUCCEEDED:
             url = self.hook.run_url(self.run_id)
-            raise JobFailedError(run_failure_message(self.hook, self.describe(), self.run_id, snap, url, self.log))
+            # The report is kept for the run record: a failed run's steps are what a person looks at first.
+            self._report, message = read_failed_run(self.hook, self.describe(), self.run_id, snap, url, self.log)
+            raise JobFailedError(message)
         report = self._report = read_report(self.hook, self.run_id, snap, self.log)
         gate(report, fail_on_test_failure=self.fail_on_test_failure, what=self.describe(), log=self.log)
         return report.summary()
