@@ -507,6 +507,30 @@ def test_plugin_app_refuses_an_unauthenticated_request():
     assert client.get("/runs", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
 
 
+def test_the_plugin_app_itself_requires_a_login():
+    """The app-level ``requires_authenticated()`` dependency, not each route's readable-DAG filter
+    (which needs a login too), is what guards a route that reads no DAG: a route added later without
+    that filter (here a probe) is refused without a login, and served with one."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    from modelops_provider.ui.app import create_app
+
+    app = create_app()
+
+    @app.get("/probe")
+    def probe() -> str:
+        return "served"
+
+    client = TestClient(app)
+    assert client.get("/probe").status_code == 401
+    assert client.get("/probe", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
+    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))
+    answer = client.get("/probe", headers={"Authorization": f"Bearer {token}"})
+    assert (answer.status_code, answer.json()) == (200, "served")
+
+
 def test_plugin_is_registered_and_light():
     import subprocess
     import sys
