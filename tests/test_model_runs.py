@@ -67,6 +67,8 @@ def test_training_and_deployment_check_records(modelops_sandbox, deferrable):
     assert train["remote_id"] == run["runId"] and train["url"].endswith(f"/runs/{run['runId']}")
     assert (train["outcome"], train["status"], train["model_version"]) == ("succeeded", "SUCCEEDED", version)
     assert train["started_at"] <= train["ended_at"]
+    # The produced version's metrics (its experiment's series, last values), for the task's tab.
+    assert train["metrics"] == pytest.approx({"accuracy": 0.93, "loss": 0.21})
     # The timeline starts at the launch and ends with the verdict; the deferrable path carried the
     # first half's events over the deferral.
     assert train["events"][0][1] == "STARTED" and train["events"][-1][1:] == ["SUCCEEDED", "succeeded"]

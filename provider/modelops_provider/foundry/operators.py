@@ -128,7 +128,24 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
                 }
                 assets.emit(context, MODEL_VERSIONS_ALIAS, uri, extra, model=True)
                 self.log.info("Asset event for %s: %s", uri, extra)
+        self._version_metrics = self._experiment_metrics(hook, run)
         return run
+
+    def _experiment_metrics(self, hook: FoundryHook, run: dict[str, Any]) -> dict[str, float] | None:
+        """The metrics of the version produced (the last value of each series of its experiment), for
+        the run record and the task's Remote run tab. One read; if it fails the training still
+        succeeded, so the record goes without them."""
+        for output in (run.get("resolvedOutputs") or {}).values():
+            if not isinstance(output, dict) or not output.get("modelRid") or not output.get("experimentRid"):
+                continue
+            try:
+                experiment = hook.get_experiment(output["modelRid"], output["experimentRid"])
+            except ApiError as exc:
+                self.log.warning("Could not read the metrics of experiment %s: %s", output["experimentRid"], exc)
+                return None
+            names = [s.name for s in experiment.series] + [m.series_name for m in experiment.summary_metrics]
+            return {name: value for name in names if (value := experiment.metric(name, "LAST")) is not None}
+        return None
 
     def failure_message(self, hook: FoundryHook, job: dict[str, Any], snap: Snapshot) -> str:
         return (
@@ -136,8 +153,11 @@ class ModelStudioLaunchOperator(RemoteJobOperator):
             f"See {hook.run_url(job['model_studio_rid'], job['run_id'])}"
         )
 
+    # The produced version's metrics, once the run succeeded.
+    _version_metrics: dict[str, float] | None = None
+
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return {"model_version": model_version_of(snap.data if snap else None)}
+        return {"model_version": model_version_of(snap.data if snap else None), "metrics": self._version_metrics}
 
 
 # --- the verification chain: metrics gate, promotion, inference check ------------------------------
