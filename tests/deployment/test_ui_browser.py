@@ -171,6 +171,8 @@ def test_remote_run_tab_of_a_training_task(page, deployment, runs):
     assert len(timeline) >= 2 and "SUCCEEDED" in timeline[-1]
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", timeline[0])
     assert runs["model_version"] in frame.locator("#outputs").inner_text()
+    metrics = frame.locator("#metrics tbody tr").all_inner_texts()  # the version's, from its experiment
+    assert [m.split()[0] for m in metrics] == ["accuracy", "loss"], metrics
     assert frame.locator("#links a", has_text="Open in Foundry").get_attribute("href").endswith(runs["training_run"])
 
 
@@ -187,6 +189,25 @@ def test_remote_run_tab_of_a_ducklake_task_and_of_another_task(page, deployment,
     note = frame.locator("#no-remote-run")
     note.wait_for()
     assert "did not start or watch a remote run" in note.inner_text()
+
+
+def test_task_logs_end_with_a_summary_line_and_carry_no_masking_warning(deployment, runs):
+    """The task logs of the examples in a real Airflow: each provider task's last word on its run is
+    one summary line, and the sandbox's connections log no masking warning (Airflow warns in every
+    task log for each connection extra string shorter than 5 characters)."""
+    track, transform = "modelops_train_and_track", "modelops_transform_and_test"
+    summaries = {
+        (track, runs["track"], "train"): f"Foundry training run {runs['training_run']}: succeeded after ",
+        (track, runs["track"], "verify_deployment"): "Foundry deployment check ",
+        (track, runs["track"], "pluto_finish"): "Pluto tracking run ",
+        (transform, runs["transform"], "transform_and_test"): f"DuckLake model run {runs['ducklake_run']}: ",
+    }
+    for (dag_id, run_id, task_id), start in summaries.items():
+        text = deployment.log(dag_id, run_id, task_id, 1)
+        lines = [line for line in text.splitlines() if line.startswith(start)]
+        assert len(lines) == 1, (task_id, text[-3000:])
+        assert "succeeded" in lines[0] and " after " in lines[0] and "http" in lines[0], lines[0]
+        assert "Skipping masking" not in text, (task_id, text[-3000:])
 
 
 def test_an_unauthenticated_request_is_refused(browser, deployment):
