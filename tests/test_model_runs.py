@@ -241,7 +241,7 @@ INFER_LIVE = "ri.foundry-ml-live.main.live-deployment.00000000-0000-4000-8000-00
 
 
 @pytest.mark.parametrize(("accuracy", "passed"), [(0.93, True), (0.905, False)], ids=["passes", "fails"])
-def test_metrics_gate_records_its_verdict(modelops_sandbox, accuracy, passed):
+def test_metrics_gate_records_its_verdict(modelops_sandbox, capfd, accuracy, passed):
     from modelops_provider.foundry.operators import ModelMetricsCheckOperator, ModelStudioLaunchOperator
     from modelops_provider.sandbox import foundry as sf
 
@@ -277,10 +277,16 @@ def test_metrics_gate_records_its_verdict(modelops_sandbox, accuracy, passed):
     else:
         assert gate["verdict"].startswith("1 of 2 threshold(s) met: accuracy = 0.9050 is 0.0150 worse than")
         assert "failed the metrics gate" in gate["message"]
+    # The task's last word, linking the model (its versions and their experiments).
+    model = result.task("train").xcom["return_value"]["resolvedOutputs"]["model"]["modelRid"]
+    assert gate["url"].endswith(f"/workspace/models/{model}")
+    (summary,) = _log_lines(capfd, f"Foundry metrics gate {version}: ")
+    outcome = "succeeded (PASSED)" if passed else "failed"
+    assert summary.startswith(f"Foundry metrics gate {version}: {outcome} after ") and gate["url"] in summary
 
 
 @pytest.mark.parametrize("slope", [2.0, 2.5], ids=["right", "wrong"])
-def test_inference_check_records_its_verdict(modelops_sandbox, slope):
+def test_inference_check_records_its_verdict(modelops_sandbox, capfd, slope):
     from modelops_provider.foundry.operators import LiveDeploymentInferenceOperator
     from modelops_provider.sandbox import foundry as sf
 
@@ -320,6 +326,9 @@ def test_inference_check_records_its_verdict(modelops_sandbox, slope):
         ["STARTED", "running"],
         ["PASSED", "succeeded"] if right else ["FAILED", "failed"],
     ]
+    (summary,) = _log_lines(capfd, f"Foundry inference check {INFER_LIVE}: ")
+    outcome = "succeeded (PASSED)" if right else "failed"
+    assert summary.startswith(f"Foundry inference check {INFER_LIVE}: {outcome} after ") and infer["url"] in summary
 
 
 def _promote_dag(dag_id: str, source: str) -> Any:
