@@ -215,7 +215,7 @@ def test_cancelled_ducklake_run_watched_by_a_sensor_records_its_steps(modelops_s
     assert "slow" in _tab("rec_ducklake_cancelled", result.run_id, "wait")
 
 
-def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
+def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox, capfd):
     from modelops_provider.pluto.operators import PlutoFinishRunOperator, PlutoStartRunOperator
 
     def build() -> None:
@@ -233,6 +233,9 @@ def test_pluto_finish_closes_the_record_the_start_opened(modelops_sandbox):
     assert (finish["outcome"], finish["status"], finish["metrics"]) == ("succeeded", "COMPLETED", {"loss": 0.25})
     assert finish["started_at"] == recs["start"]["started_at"]  # one run, from its opening
     assert [e[1] for e in finish["events"]] == ["RUNNING", "COMPLETED"]
+    (summary,) = _log_lines(capfd, f"Pluto tracking run {finish['remote_id']}: ")
+    assert summary.startswith(f"Pluto tracking run {finish['remote_id']}: succeeded (COMPLETED) after ")
+    assert f"; all tasks succeeded; {finish['url']}" in summary
 
 
 # --- the page's query ----------------------------------------------------------------------------

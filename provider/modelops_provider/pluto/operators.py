@@ -444,30 +444,33 @@ class PlutoFinishRunOperator(PlutoRecorder, BaseOperator):
                 f"status ({url}): {exc}"
             ) from exc
         status = closed["status"]
-        self.log.info(
-            "Pluto run %s -> %s%s: %s",
-            run.get("displayId") or run_id,
-            status,
-            ""
-            if status == "COMPLETED"
-            else f" (failed: {failures['failedTasks']}, upstream failed: {failures['upstreamFailedTasks']}, "
-            f"unfinished: {failures['unfinishedTasks']})",
-            url,
-        )
         self._pluto = (str(run_id), url or None)
-        troubles = [t for kind in ("failedTasks", "upstreamFailedTasks", "unfinishedTasks") for t in failures[kind]]
+        troubles = [
+            f"{words} {', '.join(failures[kind])}"
+            for kind, words in (
+                ("failedTasks", "failed:"),
+                ("upstreamFailedTasks", "upstream failed:"),
+                ("unfinishedTasks", "unfinished:"),
+            )
+            if failures[kind]
+        ]
         from modelops_provider.pluto.api import wire_value
 
         self._pluto_details = {
             "closes": start_task_id,
             "metrics": {name: wire_value(value) for name, value in metrics.items()},  # JSON: NaN as "NaN"
             "passed": status == "COMPLETED",
-            "verdict": "all tasks succeeded" if status == "COMPLETED" else f"not successful: {', '.join(troubles)}",
+            "verdict": "all tasks succeeded"
+            if status == "COMPLETED"
+            else "not successful" + (f" ({'; '.join(troubles)})" if troubles else ""),
         }
         # The start task's record: this one continues it (its start time and status events).
         opened = ti.xcom_pull(task_ids=start_task_id, key=RECORD_KEY)
         self._record = opened if isinstance(opened, dict) else None
         self.record_run(context, SUCCEEDED if status == "COMPLETED" else FAILED, status=status, error=error)
+        # The run's last word, as every provider task ends: status, duration since the start task
+        # opened it, the verdict (which tasks did not succeed) and the link.
+        self.log_run_summary()
         if error is not None:
             raise error
 
