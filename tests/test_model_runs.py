@@ -545,6 +545,30 @@ def test_the_plugin_app_itself_requires_a_login():
     assert (answer.status_code, answer.json()) == (200, "served")
 
 
+def test_the_plugin_app_shows_a_logged_in_user_only_the_dags_they_may_read(stored):
+    """Through the app's routes, as the API server serves them: the list and the task tab take the
+    auth manager's readable-DAGs filter (here narrowed to one DAG, as a role limited to it would)."""
+    import typing
+
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import PermittedXComFilter, ReadableXComFilterDep
+    from fastapi.testclient import TestClient
+
+    from modelops_provider.ui.app import create_app
+
+    app = create_app()
+    readable = typing.get_args(ReadableXComFilterDep)[1].dependency
+    app.dependency_overrides[readable] = lambda: PermittedXComFilter({"page_b"})
+    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))
+    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    listed = client.get("/runs")
+    assert listed.status_code == 200 and "page_b" in listed.text and "page_a" not in listed.text
+    assert "page_a" not in client.get("/runs", params={"dag_id": "page_a"}).text
+    tab = client.get("/task", params={"dag_id": "page_a", "run_id": "r", "task_id": "t0"})
+    assert tab.status_code == 403 and "page_a" not in tab.text
+
+
 def test_plugin_is_registered_and_light():
     import subprocess
     import sys
