@@ -15,7 +15,9 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-# One module per remote service. Each defines make_state(), install(app, state) and
+from modelops_provider.sandbox.clock import Clock, check_seconds
+
+# One module per remote service. Each defines make_state(clock), install(app, state) and
 # connection_env(base_url) -> {"AIRFLOW_CONN_...": "..."}; its state is reachable as state.<name>.
 SERVICE_NAMES = ("foundry", "ducklake", "pluto")
 
@@ -25,19 +27,22 @@ def service_modules() -> list[ModuleType]:
 
 
 class SandboxState:
-    """Everything the sandbox remembers; reset by ``POST /_sandbox/reset``."""
+    """Everything the sandbox remembers; reset by ``POST /_sandbox/reset`` (the clock included:
+    back to the wall clock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self.lock = threading.RLock()
         self.base_url = ""
+        self.clock = clock or Clock()
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
+            self.clock.reset()
             self.requests: list[dict[str, Any]] = []
             self.faults: list[dict[str, Any]] = []
             for module in service_modules():
-                setattr(self, module.__name__.rsplit(".", 1)[1], module.make_state())
+                setattr(self, module.__name__.rsplit(".", 1)[1], module.make_state(self.clock))
 
     def __getattr__(self, name: str) -> Any:  # per-service states are set dynamically in reset()
         raise AttributeError(name)
@@ -197,6 +202,26 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     def requests() -> list[dict[str, Any]]:
         with state.lock:
             return [dict(e) for e in state.requests]
+
+    @app.get("/_sandbox/clock")
+    def clock() -> dict[str, Any]:
+        return state.clock.to_json()
+
+    @app.post("/_sandbox/clock")
+    async def set_clock(request: Request) -> JSONResponse:
+        """``{"mode": "manual" | "wall"}`` and/or ``{"advance_s": N}`` (the mode changes first)."""
+        body = await request.json() if await request.body() else {}
+        if not isinstance(body, dict) or set(body) - {"mode", "advance_s"}:
+            return JSONResponse({"error": f"need {{'mode': 'manual'|'wall', 'advance_s': N}}, got {body!r}"}, 400)
+        try:
+            check_seconds(body.get("advance_s", 0))  # nothing changes when any of it is wrong
+            if "mode" in body:
+                state.clock.set_mode(body["mode"])
+            if "advance_s" in body:
+                state.clock.advance(body["advance_s"])
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(state.clock.to_json())
 
     @app.post("/_sandbox/faults")
     async def faults(request: Request) -> JSONResponse:

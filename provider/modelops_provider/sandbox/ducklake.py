@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from modelops_provider.sandbox.clock import Clock
+
 if TYPE_CHECKING:
     from modelops_provider.sandbox.app import SandboxState
 
@@ -73,8 +75,8 @@ def make_jwt(subject: str, *, expires_in: float = 10 * 365 * 86400, secret: byte
     return f"{header}.{payload}.{signature}"
 
 
-def jwt_subject(token: str) -> str | None:
-    """The JWT's subject if its signature and expiry are valid, else None."""
+def jwt_subject(token: str, now: float) -> str | None:
+    """The JWT's subject if its signature is valid and it has not expired by ``now``, else None."""
     try:
         header, payload, signature = token.split(".")
         expected = _b64url(hmac.new(JWT_SECRET, f"{header}.{payload}".encode(), hashlib.sha256).digest())
@@ -83,7 +85,7 @@ def jwt_subject(token: str) -> str | None:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (ValueError, binascii.Error):
         return None
-    if not isinstance(claims, dict) or float(claims.get("exp", 0)) <= time.time():
+    if not isinstance(claims, dict) or float(claims.get("exp", 0)) <= now:
         return None
     subject = claims.get("sub")
     return subject if isinstance(subject, str) and subject and not any(c.isspace() for c in subject) else None
@@ -290,17 +292,19 @@ class Run:
 class RateLimiter:
     """A token bucket, as the platform's middleware: ``rps`` tokens a second, at most ``burst``."""
 
-    def __init__(self, rps: float, burst: int) -> None:
+    def __init__(self, rps: float, burst: int, clock: Clock) -> None:
         self.rps = rps
         self.burst = burst
+        self.clock = clock
         self.tokens = float(burst)
-        self.updated = time.monotonic()
+        self.updated = clock.now()
 
     def take(self) -> tuple[bool, dict[str, str]]:
-        now = time.monotonic()
-        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rps)
+        now = self.clock.now()
+        # max(): a clock reset (wall again after an advance) must not drain the bucket.
+        self.tokens = min(float(self.burst), self.tokens + max(0.0, now - self.updated) * self.rps)
         self.updated = now
-        headers = {"X-RateLimit-Limit": str(self.burst), "X-RateLimit-Reset": str(int(time.time()) + 1)}
+        headers = {"X-RateLimit-Limit": str(self.burst), "X-RateLimit-Reset": str(int(now) + 1)}
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             headers["X-RateLimit-Remaining"] = str(int(self.tokens))
@@ -331,15 +335,16 @@ def _default_models() -> list[ModelSpec]:
 
 
 class DuckLakeState:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.lock = threading.RLock()
+        self.clock = clock
         self.projects: dict[str, dict[str, ModelSpec]] = {}
         self.runs: dict[str, Run] = {}
         self.order: list[str] = []  # run ids, oldest first
         self.cancel_routes: set[str] = {"cancel"}
         self.missing_route_status = 404
         self.pending_s = 0.2
-        self.limiter = RateLimiter(100.0, 200)
+        self.limiter = RateLimiter(100.0, 200, clock)
         # project -> environment name -> {"kind": "development" | "production", ...}
         self.environments: dict[str, dict[str, dict[str, Any]]] = {}
         for model in _default_models():
@@ -369,7 +374,7 @@ class DuckLakeState:
                 raise ValueError(f"project {project!r} has no models")
             selected = [models[n] for n in select_models(project, models, names)] if names else list(models.values())
             environment = self.pick_environment(project, environment_name)
-            now = time.time() - ago_s
+            now = self.clock.now() - ago_s
             t = running_at = now + self.pending_s
             steps = []
             previous: str | None = None
@@ -455,8 +460,8 @@ def select_models(project: str, models: dict[str, ModelSpec], selectors: list[st
     return [n for n in order if n in chosen]
 
 
-def make_state() -> DuckLakeState:
-    return DuckLakeState()
+def make_state(clock: Clock) -> DuckLakeState:
+    return DuckLakeState(clock)
 
 
 def connection_env(base_url: str) -> dict[str, str]:
@@ -503,7 +508,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return None, headers, error(429, "rate limit exceeded", headers)
         auth = request.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
-            subject = jwt_subject(auth[7:].strip())
+            subject = jwt_subject(auth[7:].strip(), ds().clock.now())
             if subject:
                 return subject, headers, None
         key = request.headers.get("x-api-key")
@@ -543,7 +548,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 offset = max(0, int(base64.b64decode(q["page_token"], validate=True).decode()))
             except (ValueError, binascii.Error):
                 offset = 0  # as the platform does: an unreadable token starts over
-        now = time.time()
+        now = ds().clock.now()
         with ds().lock:
             # Newest first (by creation time, as the platform orders them; a scripted history may be backdated).
             order = sorted(enumerate(ds().order), key=lambda item: (ds().runs[item[1]].created, item[0]), reverse=True)
@@ -596,7 +601,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             )
         except ValueError as exc:
             return error(400, str(exc), headers)
-        return answer(201, run.to_json(time.time()), headers)
+        return answer(201, run.to_json(ds().clock.now()), headers)
 
     @app.get(PREFIX + "/model-runs/{run_id}")
     def get_run(run_id: str, request: Request) -> Response:
@@ -607,7 +612,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         if run is None:
             return missing  # type: ignore[return-value]
         with ds().lock:
-            return answer(200, run.to_json(time.time()), headers)
+            return answer(200, run.to_json(ds().clock.now()), headers)
 
     def cancel(route: str, run_id: str, request: Request) -> Response:
         principal, headers, refusal = admit(request)
@@ -621,7 +626,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         if run is None:
             return missing  # type: ignore[return-value]
         with ds().lock:
-            now = time.time()
+            now = ds().clock.now()
             status = run.status(now)
             if status not in ("PENDING", "RUNNING"):
                 return error(400, f"validation error: cannot cancel run in status {status}", headers)
@@ -645,7 +650,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         run, missing = find_run(run_id, headers)
         if run is None:
             return missing  # type: ignore[return-value]
-        now = time.time()
+        now = ds().clock.now()
         with ds().lock:
             return answer(200, {"data": [run.step_json(i, now) for i in range(len(run.steps))]}, headers)
 
@@ -663,14 +668,14 @@ def install(app: FastAPI, state: SandboxState) -> None:
         if index is None:
             return error(404, f"step {step_id} not found in model run {run_id}", headers)
         with ds().lock:
-            return answer(200, {"data": run.test_results_json(index, time.time())}, headers)
+            return answer(200, {"data": run.test_results_json(index, ds().clock.now())}, headers)
 
     @app.get("/ui/ducklake/model-runs/{run_id}")
     def run_page(run_id: str) -> Response:
         run = ds().runs.get(run_id)
         if run is None:
             return HTMLResponse("<h1>Model run not found</h1>", status_code=404)
-        now = time.time()
+        now = ds().clock.now()
         rows = "".join(
             f"<tr><td>{html.escape(s['model_name'])}</td><td>{s['status']}</td>"
             f"<td>{s.get('rows_affected', '')}</td></tr>"
@@ -749,11 +754,11 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 )
         except (TypeError, ValueError) as exc:
             return bad(str(exc))
-        return JSONResponse(run.to_json(time.time()), status_code=201)
+        return JSONResponse(run.to_json(ds().clock.now()), status_code=201)
 
     @app.get("/_sandbox/ducklake/runs")
     def control_runs() -> Response:
-        now = time.time()
+        now = ds().clock.now()
         with ds().lock:
             return JSONResponse([{**ds().runs[i].to_json(now), "request": ds().runs[i].request} for i in ds().order])
 
@@ -766,7 +771,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             if run is None or not isinstance(body, dict):
                 return bad(f"no run {run_id!r}, or no body")
             run.reported_status = body.get("status")
-            return JSONResponse(run.to_json(time.time()))
+            return JSONResponse(run.to_json(ds().clock.now()))
 
     @app.post("/_sandbox/ducklake/environments")
     async def script_environment(request: Request) -> Response:
@@ -803,7 +808,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 ds().pending_s = float(body["pending_s"])
             if "rate_limit" in body:
                 limit = body["rate_limit"] or {}
-                ds().limiter = RateLimiter(float(limit.get("rps", 100.0)), int(limit.get("burst", 200)))
+                ds().limiter = RateLimiter(float(limit.get("rps", 100.0)), int(limit.get("burst", 200)), ds().clock)
             return JSONResponse(
                 {
                     "cancel_routes": sorted(ds().cancel_routes),

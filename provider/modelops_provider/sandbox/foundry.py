@@ -9,7 +9,6 @@ import html
 import json
 import secrets
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from modelops_provider.sandbox import foundry_registry
+from modelops_provider.sandbox.clock import Clock
 from modelops_provider.sandbox.foundry_registry import Registry
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ ALL_SCOPES = frozenset(
 )
 
 
-def _now_iso(ts: float | None = None) -> str:
-    ts = time.time() if ts is None else ts
+def _now_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -108,9 +107,10 @@ class Run:
     started_by: str = USER_ID
     cancelled_at: float | None = None
     experiment_rid: str | None = None
+    clock: Clock = field(kw_only=True, repr=False)
 
     def status(self, now: float | None = None) -> str:
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         finished_at = self.started + self.duration_s
         if self.cancelled_at is not None and self.cancelled_at < finished_at:
             return "CANCELED"
@@ -142,7 +142,8 @@ class Run:
         return body
 
     def build_json(self) -> dict[str, Any]:
-        status = self.status()
+        now = self.clock.now()
+        status = self.status(now)
         body: dict[str, Any] = {
             "rid": self.build_rid,
             "branchName": "master",
@@ -156,7 +157,7 @@ class Run:
             "status": status,
         }
         if status != "RUNNING":
-            body["finishedTime"] = _now_iso(min(time.time(), self.started + self.duration_s))
+            body["finishedTime"] = _now_iso(min(now, self.started + self.duration_s))
         return body
 
 
@@ -183,7 +184,7 @@ class LiveDeployment:
     # Without a studio: roll out each version added to ``branch`` of the model after creation
     # (promotions); with a studio, promotions to its branch roll out as its runs do.
     track_branch: bool = False
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(kw_only=True)
     # transformJson: prediction = slope * x + intercept; the next N requests answer InferenceTimeout.
     slope: float = 2.0
     intercept: float = 1.0
@@ -212,7 +213,7 @@ class LiveDeployment:
                 bool(step.get("is_ready", step.get("state", "ACTIVE") == "ACTIVE")),
             )
         base = (self.model_version_rid, self.state, self.is_ready)
-        now = time.time()
+        now = foundry.clock.now()
         releases = self.releases(foundry, now)
         if not releases:
             return base
@@ -250,8 +251,9 @@ class LiveDeployment:
 
 
 class FoundryState:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.lock = threading.RLock()
+        self.clock = clock
         self.studios: dict[str, Studio] = {}
         self.runs: dict[str, list[Run]] = {}
         self.builds: dict[str, Run] = {}
@@ -287,7 +289,7 @@ class FoundryState:
             branch=PROD_BRANCH,
             source={"type": "promoted", "previousModelRid": SUCCEEDING_MODEL, "previousModelVersionRid": first},
             metrics=None,
-            created=time.time() - 30,
+            created=clock.now() - 30,
         )
         self.add_live_deployment(
             PROD_LIVE_DEPLOYMENT,
@@ -304,6 +306,7 @@ class FoundryState:
             studio = self.studios.get(studio_rid) if studio_rid else None
             settings.setdefault("model_version_rid", studio.initial_version_rid if studio else _rid("model-version"))
             model = studio.model_rid if studio else model_rid or _rid("model")
+            settings.setdefault("created_at", self.clock.now())
             live = LiveDeployment(rid=rid, model_rid=model, studio_rid=studio_rid, **settings)
             # The version it serves exists in the model registry (without an experiment unless it has one).
             self.registry.measured_version(
@@ -334,7 +337,7 @@ class FoundryState:
                 branch="master",
                 source={"type": "modelStudio", "modelStudioRid": studio.rid},
                 metrics=studio.initial_metrics,
-                created=time.time() - 120,
+                created=self.clock.now() - 120,
             )
 
     def launch(self, studio: Studio, started_by: str = USER_ID) -> Run:
@@ -344,12 +347,13 @@ class FoundryState:
                 run_id=secrets.token_hex(6),
                 build_rid=_rid("build", "foundry-build"),
                 job_rid=_rid("job", "foundry-build"),
-                started=time.time(),
+                started=self.clock.now(),
                 duration_s=studio.duration_s,
                 outcome=studio.outcome,
                 config_version=studio.config_version,
                 model_version_rid=_rid("model-version"),
                 started_by=started_by,
+                clock=self.clock,
             )
             self.runs[studio.rid].insert(0, run)
             self.builds[run.build_rid] = run
@@ -368,11 +372,11 @@ class FoundryState:
             return USERS[token]
         with self.lock:
             expiry = self.tokens.get(token)
-        return USERS[STATIC_TOKEN] if expiry is not None and expiry > time.time() else None
+        return USERS[STATIC_TOKEN] if expiry is not None and expiry > self.clock.now() else None
 
 
-def make_state() -> FoundryState:
-    return FoundryState()
+def make_state(clock: Clock) -> FoundryState:
+    return FoundryState(clock)
 
 
 def connection_env(base_url: str) -> dict[str, str]:
@@ -445,7 +449,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         asked = set(str(form.get("scope", "")).split()) - {"offline_access"}
         with fs().lock:
             lifetime = fs().token_lifetime_s
-            fs().tokens[value] = time.time() + lifetime
+            fs().tokens[value] = fs().clock.now() + lifetime
             # The scopes asked for that the client may have; all the client's when none are asked.
             granted = fs().client_scopes & asked if asked else fs().client_scopes
             fs().token_scopes[value] = frozenset(granted)
@@ -556,7 +560,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             return error(403, "PERMISSION_DENIED", "CancelBuildPermissionDenied", {"buildRid": build_rid})
         with fs().lock:
             if run.status() == "RUNNING":
-                run.cancelled_at = time.time()
+                run.cancelled_at = fs().clock.now()
         return Response(status_code=204)
 
     @app.get("/api/v2/models/liveDeployments/{rid}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import math
 import secrets
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -492,7 +491,7 @@ def install(
             return missing
         q = dict(request.query_params)
         with fs().lock:
-            versions = fs().registry.visible_versions(model_rid, time.time(), q.get("branch"))
+            versions = fs().registry.visible_versions(model_rid, fs().clock.now(), q.get("branch"))
         result = page(versions, q, 50, 1000)
         if isinstance(result, JSONResponse):
             return result
@@ -506,7 +505,7 @@ def install(
         if (denied := guard(request, True)) is not None:
             return denied
         version = fs().registry.versions.get(version_rid)
-        if version is None or version.model_rid != model_rid or not version.visible(time.time()):
+        if version is None or version.model_rid != model_rid or not version.visible(fs().clock.now()):
             return err(
                 404, "NOT_FOUND", "ModelVersionNotFound", {"modelRid": model_rid, "modelVersionRid": version_rid}
             )
@@ -523,7 +522,7 @@ def install(
             return missing
         body = await request.json()
         source_rid = body.get("sourceModelVersionRid") if isinstance(body, dict) else None
-        now = time.time()
+        now = fs().clock.now()
         with fs().lock:
             source = fs().registry.versions.get(source_rid) if isinstance(source_rid, str) else None
             if source is None or not source.visible(now):
@@ -551,7 +550,7 @@ def install(
             return err(404, "NOT_FOUND", "ExperimentNotFound", params)
         if experiment.model_rid != model_rid:
             return err(404, "NOT_FOUND", "ModelExperimentNotFound", params)
-        return JSONResponse(experiment.to_json(time.time()))
+        return JSONResponse(experiment.to_json(fs().clock.now()))
 
     @app.post("/api/v2/models/{model_rid}/experiments/search")
     async def search_experiments(model_rid: str, request: Request) -> Response:
@@ -560,7 +559,7 @@ def install(
         if (missing := model_missing(model_rid)) is not None:
             return missing
         body = await request.json() if (await request.body()).strip() else {}
-        now = time.time()
+        now = fs().clock.now()
         with fs().lock:
             found = [e for e in fs().registry.experiments.values() if e.model_rid == model_rid]
             rendered = [(e, e.to_json(now)) for e in found]
@@ -597,7 +596,7 @@ def install(
                 "ExperimentSeriesNotFound",
                 {"modelRid": model_rid, "experimentRid": experiment_rid, "seriesName": series_name},
             )
-        now = time.time()
+        now = fs().clock.now()
         points = experiment.visible_points(series_name, now)
         q = request.query_params
         try:

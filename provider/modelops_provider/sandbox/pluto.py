@@ -33,7 +33,6 @@ import json
 import math
 import operator
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +41,8 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from modelops_provider.sandbox.clock import Clock
 
 if TYPE_CHECKING:
     from modelops_provider.sandbox.app import SandboxState
@@ -62,10 +63,6 @@ DEFAULT_SETTINGS: dict[str, float] = {
     "monitor_interval_s": 60.0,  # one monitor cycle every this many seconds
     "heartbeat_coalesce_s": 30.0,  # lastSeen is rewritten at most this often (HEARTBEAT_COALESCE_SECONDS)
 }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +91,8 @@ class PlutoRun:
     status: str = "RUNNING"
     status_metadata: Any = None
     status_updated: int | None = None
-    created_at: int = field(default_factory=_now_ms)
-    updated_at: int = field(default_factory=_now_ms)
+    created_at: int = field(kw_only=True)
+    updated_at: int = field(kw_only=True)
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     opened: int = 1  # create/resume answers that returned this run
     heartbeats: int = 0
@@ -152,8 +149,9 @@ class PlutoRun:
 
 
 class PlutoState:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.lock = threading.RLock()
+        self.clock = clock
         self.runs: dict[int, PlutoRun] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> {"prefix", "next"}
         self.keys: dict[str, str] = {SANDBOX_KEY: "active"}
@@ -161,14 +159,14 @@ class PlutoState:
         self.next_event_id = 1
         self.settings: dict[str, float] = dict(DEFAULT_SETTINGS)
         # The py process (monitor and heartbeat service) starts with the sandbox state.
-        self.py_started = time.time()
+        self.py_started = clock.now()
         self.next_cycle = self.py_started + self.settings["monitor_interval_s"]
         self.cancel_requests: set[int] = set()  # run_triggers CANCEL rows
         self.orphan_records = 0  # metric records ingested for runs that do not exist
 
     def record(self, run: PlutoRun, to: str, source: str, metadata: Any = None, at: float | None = None) -> None:
         """A status transition and its ``run_status_events`` row."""
-        at = time.time() if at is None else at
+        at = self.clock.now() if at is None else at
         run.events.append(
             {
                 "id": self.next_event_id,
@@ -190,14 +188,14 @@ class PlutoState:
         for name, value in changes.items():
             self.settings[name] = float(value)
         # A new interval takes effect from now on (as a restarted monitor would).
-        self.next_cycle = min(self.next_cycle, time.time() + self.settings["monitor_interval_s"])
+        self.next_cycle = min(self.next_cycle, self.clock.now() + self.settings["monitor_interval_s"])
         return dict(self.settings)
 
     def sweep(self, now: float | None = None) -> None:
         """Play the monitor cycles due by ``now``: each RUNNING run whose liveness signal is older
         than its grace at a cycle is marked FAILED at that cycle's time (source ``stale-monitor``,
         which bypasses precedence). Call with the lock held, before reading or changing runs."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         if now < self.next_cycle:
             return
         interval = max(self.settings["monitor_interval_s"], 1e-3)
@@ -297,8 +295,8 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def make_state() -> PlutoState:
-    return PlutoState()
+def make_state(clock: Clock) -> PlutoState:
+    return PlutoState(clock)
 
 
 def connection_env(base_url: str) -> dict[str, str]:
@@ -519,7 +517,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                     ps().record(run, "RUNNING", "resume")
                 if isinstance(config, dict):
                     run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
-                run.updated_at = _now_ms()
+                run.updated_at = ps().clock.now_ms()
                 return JSONResponse(run.answer(base(request), True))
             run = PlutoRun(
                 id=ps().next_id,
@@ -532,8 +530,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 config=config,
                 system_metadata=system_metadata,
                 logger_settings=logger_settings,
-                created_at=int(body.get("createdAt") or _now_ms()),
-                updated_at=int(body.get("updatedAt") or _now_ms()),
+                created_at=int(body.get("createdAt") or ps().clock.now_ms()),
+                updated_at=int(body.get("updatedAt") or ps().clock.now_ms()),
             )
             ps().next_id += 1
             project["next"] += 1
@@ -638,8 +636,8 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 ps().record(run, wanted, "api", metadata, at=sent_at / 1000 if sent_at else None)
             elif current == "RUNNING" or sent_at:
                 # The same status again records no event; RUNNING -> RUNNING is a liveness ping.
-                run.status_updated = int(sent_at or _now_ms())
-            run.updated_at = _now_ms()
+                run.status_updated = int(sent_at or ps().clock.now_ms())
+            run.updated_at = ps().clock.now_ms()
         return JSONResponse({"success": True})
 
     @app.post("/api/runs/tags/update")
@@ -656,7 +654,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             if run is None:
                 return api_error(404, "Run not found")
             run.tags = list(body["tags"])  # replaces the whole set
-            run.updated_at = _now_ms()
+            run.updated_at = ps().clock.now_ms()
         return JSONResponse({"success": True})
 
     @app.post("/api/runs/config/update")
@@ -678,7 +676,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
                 if not isinstance(config, dict):
                     return api_error(400, "Invalid config JSON: expected an object")
                 run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
-                run.updated_at = _now_ms()
+                run.updated_at = ps().clock.now_ms()
         return JSONResponse({"success": True})
 
     @app.get("/api/runs/details/{run_id}")
@@ -774,7 +772,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
             run = get_run(run_id)
             if run is None:
                 return py_error(404, "Run not found")
-            now = time.time()
+            now = ps().clock.now()
             run.heartbeats += 1
             if run.last_seen is None or now - run.last_seen >= ps().settings["heartbeat_coalesce_s"]:
                 run.last_seen = now

@@ -124,6 +124,20 @@ class SandboxControl:
             match["method"] = method.upper()
         self._post("/_sandbox/faults", {"match": match, "responses": responses})
 
+    def clock(self, *, mode: str | None = None, advance_s: float | None = None) -> dict[str, Any]:
+        """Read the sandbox clock, or set its mode (``"manual"``: time stands still; ``"wall"``) and/or
+        move it forward; answers ``{"mode", "now", "offset_s"}``."""
+        body: dict[str, Any] = {}
+        if mode is not None:
+            body["mode"] = mode
+        if advance_s is not None:
+            body["advance_s"] = advance_s
+        return self._post("/_sandbox/clock", body) if body else self.get("/_sandbox/clock")  # type: ignore[no-any-return]
+
+    def advance(self, seconds: float) -> float:
+        """Move sandbox time forward by ``seconds``; the new sandbox time (epoch seconds)."""
+        return float(self.clock(advance_s=seconds)["now"])
+
     def foundry_studio(self, rid: str, **settings: Any) -> dict[str, Any]:
         return self._post("/_sandbox/foundry/studios", {"rid": rid, **settings})  # type: ignore[no-any-return]
 
