@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from modelops_provider.sandbox.clock import Clock, check_seconds
 
-# One module per remote service. Each defines make_state(clock), install(app, state) and
+# One module per remote service. Each defines make_state(clock), install(app) and
 # connection_env(base_url) -> {"AIRFLOW_CONN_...": "..."}; its state is reachable as state.<name>.
 SERVICE_NAMES = ("foundry", "ducklake", "pluto")
 
@@ -235,6 +235,6 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         return JSONResponse({"ok": True, "pending": len(responses)})
 
     for module in service_modules():
-        module.install(app, state)
+        module.install(app)
     app.add_middleware(SandboxMiddleware, state=state)
     return app

@@ -37,15 +37,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from modelops_provider.sandbox.clock import Clock
-
-if TYPE_CHECKING:
-    from modelops_provider.sandbox.app import SandboxState
 
 PREFIX = "/v1"
 JWT_SECRET = b"modelops-sandbox-ducklake-jwt-secret"
@@ -490,330 +487,368 @@ def _name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 255 and not any(c.isspace() for c in value)
 
 
-def install(app: FastAPI, state: SandboxState) -> None:
-    def ds() -> DuckLakeState:
-        return state.ducklake  # type: ignore[no-any-return]
+class DuckLakeError(Exception):
+    """An error answer in the platform's shape, ``{"code": <status>, "message": ...}``."""
 
-    def answer(status: int, body: Any, headers: dict[str, str]) -> JSONResponse:
-        return JSONResponse(body, status_code=status, headers=headers)
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
-    def error(status: int, message: str, headers: dict[str, str]) -> JSONResponse:
-        return answer(status, {"code": status, "message": message}, headers)
 
-    def admit(request: Request) -> tuple[str | None, dict[str, str], JSONResponse | None]:
-        """Rate limit, then authenticate (JWT first, then API key): (principal, headers, refusal)."""
-        with ds().lock:
-            allowed, headers = ds().limiter.take()
-        if not allowed:
-            return None, headers, error(429, "rate limit exceeded", headers)
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            subject = jwt_subject(auth[7:].strip(), ds().clock.now())
-            if subject:
-                return subject, headers, None
-        key = request.headers.get("x-api-key")
-        if key is not None and hmac.compare_digest(
-            hashlib.sha256(key.encode()).digest(), hashlib.sha256(API_KEY.encode()).digest()
-        ):
-            return API_KEY_PRINCIPAL, headers, None
-        return None, headers, error(401, UNAUTHORIZED, headers)
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DuckLakeError)
+    # Every answer carries the rate limiter's headers, errors included.
+    headers = getattr(request.state, "ratelimit", None) or {}
+    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status, headers=headers)
 
-    def find_run(run_id: str, headers: dict[str, str]) -> tuple[Run | None, JSONResponse | None]:
-        if not _valid_uuid(run_id):
-            return None, error(400, f"invalid run id {run_id!r}: must be a UUID", headers)
-        run = ds().runs.get(run_id)
-        if run is None:
-            return None, error(404, f"model run {run_id} not found", headers)
-        return run, None
 
-    @app.get(PREFIX + "/model-runs")
-    def list_runs(request: Request) -> Response:
-        _, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        q = request.query_params
-        status = q.get("status")
-        if status is not None and status not in RUN_STATUSES:
-            return error(400, "status must be one of: " + ", ".join(RUN_STATUSES), headers)
-        try:
-            limit = int(q.get("max_results", MAX_RESULTS_DEFAULT))
-        except ValueError:
-            return error(400, f"max_results must be an integer, got {q.get('max_results')!r}", headers)
-        if limit <= 0:
-            limit = MAX_RESULTS_DEFAULT
-        limit = min(limit, MAX_RESULTS_LIMIT)
-        offset = 0
-        if q.get("page_token"):
-            try:
-                offset = max(0, int(base64.b64decode(q["page_token"], validate=True).decode()))
-            except (ValueError, binascii.Error):
-                offset = 0  # as the platform does: an unreadable token starts over
-        now = ds().clock.now()
-        with ds().lock:
-            # Newest first (by creation time, as the platform orders them; a scripted history may be backdated).
-            order = sorted(enumerate(ds().order), key=lambda item: (ds().runs[item[1]].created, item[0]), reverse=True)
-            runs = [ds().runs[run_id] for _, run_id in order]
-            if status is not None:
-                runs = [r for r in runs if r.status(now) == status]
-            body: dict[str, Any] = {"data": [r.to_json(now) for r in runs[offset : offset + limit]]}
-            if offset + limit < len(runs):
-                body["next_page_token"] = base64.b64encode(str(offset + limit).encode()).decode()
-        return answer(200, body, headers)
+def ducklake(request: Request) -> DuckLakeState:
+    """The DuckLake state of this request's sandbox (a new one after each reset)."""
+    return request.app.state.sandbox.ducklake  # type: ignore[no-any-return]
 
-    @app.post(PREFIX + "/model-runs")
-    async def trigger(request: Request) -> Response:
-        principal, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
-            return error(400, "request body must be JSON", headers)
-        if not isinstance(body, dict):
-            return error(400, "request body must be a JSON object", headers)
-        # Unknown fields are ignored, as Go's JSON decoding does (section G): one superset body
-        # serves every server version.
-        project = body.get("project_name")
-        if not _name(project):
-            return error(400, "project_name is required and must be a name without whitespace", headers)
-        names = body.get("model_names")
-        if names is not None and (
-            not isinstance(names, list)
-            or len(names) > 1000
-            or not all(isinstance(n, str) and n.strip() and n == n.lstrip() and len(n) <= 255 for n in names)
-        ):
-            return error(400, "model_names must be a list of model names", headers)
-        for key in ("target_catalog", "target_schema", "environment_name"):
-            if body.get(key) is not None and not _name(body[key]):
-                return error(400, f"{key} must be a name without whitespace", headers)
-        full_refresh = body.get("full_refresh", False)
-        if not isinstance(full_refresh, bool):
-            return error(400, "full_refresh must be a boolean", headers)
-        try:
-            run = ds().start_run(
-                str(project),
-                names,
-                full_refresh,
-                "MANUAL",
-                principal or "",
-                environment_name=body.get("environment_name"),
-                request=body,
-            )
-        except ValueError as exc:
-            return error(400, str(exc), headers)
-        return answer(201, run.to_json(ds().clock.now()), headers)
 
-    @app.get(PREFIX + "/model-runs/{run_id}")
-    def get_run(run_id: str, request: Request) -> Response:
-        _, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        run, missing = find_run(run_id, headers)
-        if run is None:
-            return missing  # type: ignore[return-value]
-        with ds().lock:
-            return answer(200, run.to_json(ds().clock.now()), headers)
+State = Annotated[DuckLakeState, Depends(ducklake)]
 
-    def cancel(route: str, run_id: str, request: Request) -> Response:
-        principal, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        if route not in ds().cancel_routes:
-            missing_status = ds().missing_route_status
-            text = "method not allowed" if missing_status == 405 else "404 page not found"
-            return error(missing_status, text, headers)
-        run, missing = find_run(run_id, headers)
-        if run is None:
-            return missing  # type: ignore[return-value]
-        with ds().lock:
-            now = ds().clock.now()
-            status = run.status(now)
-            if status not in ("PENDING", "RUNNING"):
-                return error(400, f"validation error: cannot cancel run in status {status}", headers)
-            run.cancelled_at = now
-            run.cancelled_by = principal
-            return answer(200, run.to_json(now), headers)
 
-    @app.post(PREFIX + "/model-runs/{run_id}/cancel")
-    def cancel_old(run_id: str, request: Request) -> Response:
-        return cancel("cancel", run_id, request)
+def admit(request: Request, response: Response, ds: State) -> str:
+    """Rate limit, then authenticate (JWT first, then API key): the principal."""
+    with ds.lock:
+        allowed, headers = ds.limiter.take()
+    request.state.ratelimit = headers
+    response.headers.update(headers)
+    if not allowed:
+        raise DuckLakeError(429, "rate limit exceeded")
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        subject = jwt_subject(auth[7:].strip(), ds.clock.now())
+        if subject:
+            return subject
+    key = request.headers.get("x-api-key")
+    if key is not None and hmac.compare_digest(
+        hashlib.sha256(key.encode()).digest(), hashlib.sha256(API_KEY.encode()).digest()
+    ):
+        return API_KEY_PRINCIPAL
+    raise DuckLakeError(401, UNAUTHORIZED)
 
-    @app.post(PREFIX + "/model-runs/{run_id}/cancellations")
-    def cancel_new(run_id: str, request: Request) -> Response:
-        return cancel("cancellations", run_id, request)
 
-    @app.get(PREFIX + "/model-runs/{run_id}/steps")
-    def list_steps(run_id: str, request: Request) -> Response:
-        _, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        run, missing = find_run(run_id, headers)
-        if run is None:
-            return missing  # type: ignore[return-value]
-        now = ds().clock.now()
-        with ds().lock:
-            return answer(200, {"data": [run.step_json(i, now) for i in range(len(run.steps))]}, headers)
+Principal = Annotated[str, Depends(admit)]
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(admit)])
 
-    @app.get(PREFIX + "/model-runs/{run_id}/steps/{step_id}/test-results")
-    def list_test_results(run_id: str, step_id: str, request: Request) -> Response:
-        _, headers, refusal = admit(request)
-        if refusal is not None:
-            return refusal
-        run, missing = find_run(run_id, headers)
-        if run is None:
-            return missing  # type: ignore[return-value]
-        if not _valid_uuid(step_id):
-            return error(400, f"invalid step id {step_id!r}: must be a UUID", headers)
-        index = next((i for i, s in enumerate(run.steps) if s.id == step_id), None)
-        if index is None:
-            return error(404, f"step {step_id} not found in model run {run_id}", headers)
-        with ds().lock:
-            return answer(200, {"data": run.test_results_json(index, ds().clock.now())}, headers)
 
-    @app.get("/ui/ducklake/model-runs/{run_id}")
-    def run_page(run_id: str) -> Response:
-        run = ds().runs.get(run_id)
-        if run is None:
-            return HTMLResponse("<h1>Model run not found</h1>", status_code=404)
-        now = ds().clock.now()
-        rows = "".join(
-            f"<tr><td>{html.escape(s['model_name'])}</td><td>{s['status']}</td>"
-            f"<td>{s.get('rows_affected', '')}</td></tr>"
-            for s in (run.step_json(i, now) for i in range(len(run.steps)))
+def find_run(ds: DuckLakeState, run_id: str) -> Run:
+    if not _valid_uuid(run_id):
+        raise DuckLakeError(400, f"invalid run id {run_id!r}: must be a UUID")
+    run = ds.runs.get(run_id)
+    if run is None:
+        raise DuckLakeError(404, f"model run {run_id} not found")
+    return run
+
+
+def _max_results(raw: str | None) -> int:
+    try:
+        limit = int(raw if raw is not None else MAX_RESULTS_DEFAULT)
+    except ValueError:
+        raise DuckLakeError(400, f"max_results must be an integer, got {raw!r}") from None
+    return min(limit if limit > 0 else MAX_RESULTS_DEFAULT, MAX_RESULTS_LIMIT)
+
+
+def _offset(page_token: str | None) -> int:
+    if not page_token:
+        return 0
+    try:
+        return max(0, int(base64.b64decode(page_token, validate=True).decode()))
+    except (ValueError, binascii.Error):
+        return 0  # as the platform does: an unreadable token starts over
+
+
+@router.get("/model-runs")
+def list_runs(request: Request, ds: State) -> dict[str, Any]:
+    q = request.query_params
+    status = q.get("status")
+    if status is not None and status not in RUN_STATUSES:
+        raise DuckLakeError(400, "status must be one of: " + ", ".join(RUN_STATUSES))
+    limit, offset = _max_results(q.get("max_results")), _offset(q.get("page_token"))
+    now = ds.clock.now()
+    with ds.lock:
+        # Newest first (by creation time, as the platform orders them; a scripted history may be backdated).
+        order = sorted(enumerate(ds.order), key=lambda item: (ds.runs[item[1]].created, item[0]), reverse=True)
+        runs = [ds.runs[run_id] for _, run_id in order]
+        if status is not None:
+            runs = [r for r in runs if r.status(now) == status]
+        body: dict[str, Any] = {"data": [r.to_json(now) for r in runs[offset : offset + limit]]}
+        if offset + limit < len(runs):
+            body["next_page_token"] = base64.b64encode(str(offset + limit).encode()).decode()
+    return body
+
+
+def check_trigger_body(body: Any) -> dict[str, Any]:
+    """The trigger body as the platform validates it. Unknown fields are ignored, as Go's JSON
+    decoding does (section G): one superset body serves every server version."""
+    if not isinstance(body, dict):
+        raise DuckLakeError(400, "request body must be a JSON object")
+    if not _name(body.get("project_name")):
+        raise DuckLakeError(400, "project_name is required and must be a name without whitespace")
+    names = body.get("model_names")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) > 1000
+        or not all(isinstance(n, str) and n.strip() and n == n.lstrip() and len(n) <= 255 for n in names)
+    ):
+        raise DuckLakeError(400, "model_names must be a list of model names")
+    for key in ("target_catalog", "target_schema", "environment_name"):
+        if body.get(key) is not None and not _name(body[key]):
+            raise DuckLakeError(400, f"{key} must be a name without whitespace")
+    if not isinstance(body.get("full_refresh", False), bool):
+        raise DuckLakeError(400, "full_refresh must be a boolean")
+    return body
+
+
+@router.post("/model-runs", status_code=201)
+async def trigger(request: Request, ds: State, principal: Principal) -> dict[str, Any]:
+    try:
+        body = check_trigger_body(json.loads(await request.body() or b"null"))
+    except ValueError:
+        raise DuckLakeError(400, "request body must be JSON") from None
+    try:
+        run = ds.start_run(
+            str(body["project_name"]),
+            body.get("model_names"),
+            body.get("full_refresh", False),
+            "MANUAL",
+            principal,
+            environment_name=body.get("environment_name"),
+            request=body,
         )
-        return HTMLResponse(
-            f"<html><head><title>DuckLake model run {run.id}</title></head><body>"
-            f"<h1>DuckLake model run {run.id}</h1><p>Project {html.escape(run.project)}: <b>{run.status(now)}</b></p>"
-            f"<table><tr><th>model</th><th>status</th><th>rows affected</th></tr>{rows}</table></body></html>"
-        )
+    except ValueError as exc:
+        raise DuckLakeError(400, str(exc)) from None
+    return run.to_json(ds.clock.now())
 
-    # --- control API -------------------------------------------------------------------------
-    def bad(message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=400)
 
-    @app.post("/_sandbox/ducklake/models")
-    async def script_model(request: Request) -> Response:
-        body = await request.json()
-        if not isinstance(body, dict):
-            return bad("body must be an object")
-        project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
-        if not _name(project) or not _name(name):
-            return bad(f"project and name must be names without whitespace, got {project!r}, {name!r}")
-        outcome = body.get("outcome", "SUCCESS")
-        if outcome not in ("SUCCESS", "FAILED"):
-            return bad(f"outcome must be SUCCESS or FAILED, got {outcome!r}")
-        tests = []
-        for raw in body.get("tests") or []:
-            if (
-                not isinstance(raw, dict)
-                or not _name(raw.get("name"))
-                or raw.get("status", "PASS") not in TEST_STATUSES
-            ):
-                return bad(f"each test needs a name and a status in {TEST_STATUSES}, got {raw!r}")
-            tests.append(TestSpec(raw["name"], raw.get("status", "PASS"), int(raw.get("rows_returned", 0))))
-        tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(_name(t) for t in tags):
-            return bad(f"tags must be a list of names, got {tags!r}")
-        try:
-            model = ModelSpec(
-                project=str(project),
-                name=str(name),
-                outcome=outcome,
-                duration_s=float(body.get("duration_s", 1.0)),
-                rows_affected=int(body.get("rows_affected", 1000)),
-                tests=tuple(tests),
-                error_message=body.get("error_message"),
-                tags=tuple(tags),
+@router.get("/model-runs/{run_id}")
+def get_run(run_id: str, ds: State) -> dict[str, Any]:
+    run = find_run(ds, run_id)
+    with ds.lock:
+        return run.to_json(ds.clock.now())
+
+
+def cancel(ds: DuckLakeState, route: str, run_id: str, principal: str) -> dict[str, Any]:
+    if route not in ds.cancel_routes:
+        missing_status = ds.missing_route_status
+        raise DuckLakeError(missing_status, "method not allowed" if missing_status == 405 else "404 page not found")
+    run = find_run(ds, run_id)
+    with ds.lock:
+        now = ds.clock.now()
+        status = run.status(now)
+        if status not in ("PENDING", "RUNNING"):
+            raise DuckLakeError(400, f"validation error: cannot cancel run in status {status}")
+        run.cancelled_at = now
+        run.cancelled_by = principal
+        return run.to_json(now)
+
+
+@router.post("/model-runs/{run_id}/cancel")
+def cancel_old(run_id: str, ds: State, principal: Principal) -> dict[str, Any]:
+    return cancel(ds, "cancel", run_id, principal)
+
+
+@router.post("/model-runs/{run_id}/cancellations")
+def cancel_new(run_id: str, ds: State, principal: Principal) -> dict[str, Any]:
+    return cancel(ds, "cancellations", run_id, principal)
+
+
+@router.get("/model-runs/{run_id}/steps")
+def list_steps(run_id: str, ds: State) -> dict[str, Any]:
+    run = find_run(ds, run_id)
+    now = ds.clock.now()
+    with ds.lock:
+        return {"data": [run.step_json(i, now) for i in range(len(run.steps))]}
+
+
+@router.get("/model-runs/{run_id}/steps/{step_id}/test-results")
+def list_test_results(run_id: str, step_id: str, ds: State) -> dict[str, Any]:
+    run = find_run(ds, run_id)
+    if not _valid_uuid(step_id):
+        raise DuckLakeError(400, f"invalid step id {step_id!r}: must be a UUID")
+    index = next((i for i, s in enumerate(run.steps) if s.id == step_id), None)
+    if index is None:
+        raise DuckLakeError(404, f"step {step_id} not found in model run {run_id}")
+    with ds.lock:
+        return {"data": run.test_results_json(index, ds.clock.now())}
+
+
+# --- the run page (the operator's extra link) -------------------------------------------------
+pages = APIRouter()
+
+
+@pages.get("/ui/ducklake/model-runs/{run_id}")
+def run_page(run_id: str, ds: State) -> Response:
+    run = ds.runs.get(run_id)
+    if run is None:
+        return HTMLResponse("<h1>Model run not found</h1>", status_code=404)
+    now = ds.clock.now()
+    rows = "".join(
+        f"<tr><td>{html.escape(s['model_name'])}</td><td>{s['status']}</td><td>{s.get('rows_affected', '')}</td></tr>"
+        for s in (run.step_json(i, now) for i in range(len(run.steps)))
+    )
+    return HTMLResponse(
+        f"<html><head><title>DuckLake model run {run.id}</title></head><body>"
+        f"<h1>DuckLake model run {run.id}</h1><p>Project {html.escape(run.project)}: <b>{run.status(now)}</b></p>"
+        f"<table><tr><th>model</th><th>status</th><th>rows affected</th></tr>{rows}</table></body></html>"
+    )
+
+
+# --- control API: errors are {"error": ...} with 400 ------------------------------------------
+control = APIRouter(prefix="/_sandbox/ducklake")
+
+
+def bad(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def model_spec(body: Any) -> ModelSpec:
+    """A ``/_sandbox/ducklake/models`` body as a model; ValueError with the reason."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be an object")
+    project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
+    if not _name(project) or not _name(name):
+        raise ValueError(f"project and name must be names without whitespace, got {project!r}, {name!r}")
+    outcome = body.get("outcome", "SUCCESS")
+    if outcome not in ("SUCCESS", "FAILED"):
+        raise ValueError(f"outcome must be SUCCESS or FAILED, got {outcome!r}")
+    tests = []
+    for raw in body.get("tests") or []:
+        if not isinstance(raw, dict) or not _name(raw.get("name")) or raw.get("status", "PASS") not in TEST_STATUSES:
+            raise ValueError(f"each test needs a name and a status in {TEST_STATUSES}, got {raw!r}")
+        tests.append(TestSpec(raw["name"], raw.get("status", "PASS"), int(raw.get("rows_returned", 0))))
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or not all(_name(t) for t in tags):
+        raise ValueError(f"tags must be a list of names, got {tags!r}")
+    return ModelSpec(
+        project=str(project),
+        name=str(name),
+        outcome=outcome,
+        duration_s=float(body.get("duration_s", 1.0)),
+        rows_affected=int(body.get("rows_affected", 1000)),
+        tests=tuple(tests),
+        error_message=body.get("error_message"),
+        tags=tuple(tags),
+    )
+
+
+@control.post("/models")
+async def script_model(request: Request, ds: State) -> Response:
+    body = await request.json()
+    try:
+        model = model_spec(body)
+    except (TypeError, ValueError) as exc:
+        return bad(str(exc))
+    if body.get("replace_project"):
+        with ds.lock:
+            ds.projects.pop(model.project, None)
+    ds.add_model(model)
+    return JSONResponse(model.to_json())
+
+
+@control.post("/runs")
+async def script_run(request: Request, ds: State) -> Response:
+    """A run started by something else than our operator (a schedule, by default); ``count`` runs
+    at once, created ``created_ago_s`` seconds ago (a history), answers the last one."""
+    body = await request.json()
+    try:
+        count = int(body.get("count", 1))
+        ago_s = float(body.get("created_ago_s", 0.0))
+        if count < 1 or ago_s < 0:
+            raise ValueError(f"count must be >= 1 and created_ago_s >= 0, got {count!r}, {ago_s!r}")
+        for _ in range(count):
+            run = ds.start_run(
+                body.get("project", DEFAULT_PROJECT),
+                body.get("model_names"),
+                bool(body.get("full_refresh", False)),
+                body.get("trigger_type", "SCHEDULED"),
+                body.get("triggered_by", SCHEDULER_PRINCIPAL),
+                ago_s=ago_s,
             )
-        except (TypeError, ValueError) as exc:
-            return bad(str(exc))
+    except (TypeError, ValueError) as exc:
+        return bad(str(exc))
+    return JSONResponse(run.to_json(ds.clock.now()), status_code=201)
+
+
+@control.get("/runs")
+def control_runs(ds: State) -> Response:
+    now = ds.clock.now()
+    with ds.lock:
+        return JSONResponse([{**ds.runs[i].to_json(now), "request": ds.runs[i].request} for i in ds.order])
+
+
+@control.post("/runs/{run_id}/reported-status")
+async def report_status(run_id: str, request: Request, ds: State) -> Response:
+    """Answer ``status`` for the run instead of its own (null: its own again)."""
+    body = await request.json()
+    with ds.lock:
+        run = ds.runs.get(run_id)
+        if run is None or not isinstance(body, dict):
+            return bad(f"no run {run_id!r}, or no body")
+        run.reported_status = body.get("status")
+        return JSONResponse(run.to_json(ds.clock.now()))
+
+
+@control.post("/environments")
+async def script_environment(request: Request, ds: State) -> Response:
+    body = await request.json()
+    if not isinstance(body, dict):
+        return bad("body must be an object")
+    project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
+    kind = body.get("kind", "development")
+    if not _name(project) or not _name(name) or kind not in ("development", "production"):
+        return bad(f"need a project, a name and kind development|production, got {body!r}")
+    with ds.lock:
         if body.get("replace_project"):
-            with ds().lock:
-                ds().projects.pop(project, None)
-        ds().add_model(model)
-        return JSONResponse(model.to_json())
+            ds.environments.pop(project, None)
+        envs = ds.environments.setdefault(project, {})
+        envs[str(name)] = {"kind": kind}
+        return JSONResponse({"project": project, "environments": envs})
 
-    @app.post("/_sandbox/ducklake/runs")
-    async def script_run(request: Request) -> Response:
-        """A run started by something else than our operator (a schedule, by default); ``count`` runs
-        at once, created ``created_ago_s`` seconds ago (a history), answers the last one."""
-        body = await request.json()
-        try:
-            count = int(body.get("count", 1))
-            ago_s = float(body.get("created_ago_s", 0.0))
-            if count < 1 or ago_s < 0:
-                raise ValueError(f"count must be >= 1 and created_ago_s >= 0, got {count!r}, {ago_s!r}")
-            for _ in range(count):
-                run = ds().start_run(
-                    body.get("project", DEFAULT_PROJECT),
-                    body.get("model_names"),
-                    bool(body.get("full_refresh", False)),
-                    body.get("trigger_type", "SCHEDULED"),
-                    body.get("triggered_by", SCHEDULER_PRINCIPAL),
-                    ago_s=ago_s,
-                )
-        except (TypeError, ValueError) as exc:
-            return bad(str(exc))
-        return JSONResponse(run.to_json(ds().clock.now()), status_code=201)
 
-    @app.get("/_sandbox/ducklake/runs")
-    def control_runs() -> Response:
-        now = ds().clock.now()
-        with ds().lock:
-            return JSONResponse([{**ds().runs[i].to_json(now), "request": ds().runs[i].request} for i in ds().order])
-
-    @app.post("/_sandbox/ducklake/runs/{run_id}/reported-status")
-    async def report_status(run_id: str, request: Request) -> Response:
-        """Answer ``status`` for the run instead of its own (null: its own again)."""
-        body = await request.json()
-        with ds().lock:
-            run = ds().runs.get(run_id)
-            if run is None or not isinstance(body, dict):
-                return bad(f"no run {run_id!r}, or no body")
-            run.reported_status = body.get("status")
-            return JSONResponse(run.to_json(ds().clock.now()))
-
-    @app.post("/_sandbox/ducklake/environments")
-    async def script_environment(request: Request) -> Response:
-        body = await request.json()
-        if not isinstance(body, dict):
-            return bad("body must be an object")
-        project, name = body.get("project", DEFAULT_PROJECT), body.get("name")
-        kind = body.get("kind", "development")
-        if not _name(project) or not _name(name) or kind not in ("development", "production"):
-            return bad(f"need a project, a name and kind development|production, got {body!r}")
-        with ds().lock:
-            if body.get("replace_project"):
-                ds().environments.pop(project, None)
-            envs = ds().environments.setdefault(project, {})
-            envs[str(name)] = {"kind": kind}
-            return JSONResponse({"project": project, "environments": envs})
-
-    @app.post("/_sandbox/ducklake/settings")
-    async def settings(request: Request) -> Response:
-        body = await request.json()
-        with ds().lock:
-            if "cancel_routes" in body:
-                routes = set(body["cancel_routes"])
-                if not routes <= {"cancel", "cancellations"}:
-                    return bad(
-                        f"cancel_routes must be a subset of ['cancel', 'cancellations'], got {body['cancel_routes']!r}"
-                    )
-                ds().cancel_routes = routes
-            if "missing_route_status" in body:
-                if body["missing_route_status"] not in (404, 405):
-                    return bad("missing_route_status must be 404 or 405")
-                ds().missing_route_status = int(body["missing_route_status"])
-            if "pending_s" in body:
-                ds().pending_s = float(body["pending_s"])
-            if "rate_limit" in body:
-                limit = body["rate_limit"] or {}
-                ds().limiter = RateLimiter(float(limit.get("rps", 100.0)), int(limit.get("burst", 200)), ds().clock)
-            return JSONResponse(
-                {
-                    "cancel_routes": sorted(ds().cancel_routes),
-                    "missing_route_status": ds().missing_route_status,
-                    "pending_s": ds().pending_s,
-                    "rate_limit": {"rps": ds().limiter.rps, "burst": ds().limiter.burst},
-                }
+def apply_settings(ds: DuckLakeState, body: dict[str, Any]) -> None:
+    """``/_sandbox/ducklake/settings``; ValueError with the reason (nothing after it is applied)."""
+    if "cancel_routes" in body:
+        routes = set(body["cancel_routes"])
+        if not routes <= {"cancel", "cancellations"}:
+            raise ValueError(
+                f"cancel_routes must be a subset of ['cancel', 'cancellations'], got {body['cancel_routes']!r}"
             )
+        ds.cancel_routes = routes
+    if "missing_route_status" in body:
+        if body["missing_route_status"] not in (404, 405):
+            raise ValueError("missing_route_status must be 404 or 405")
+        ds.missing_route_status = int(body["missing_route_status"])
+    if "pending_s" in body:
+        ds.pending_s = float(body["pending_s"])
+    if "rate_limit" in body:
+        limit = body["rate_limit"] or {}
+        ds.limiter = RateLimiter(float(limit.get("rps", 100.0)), int(limit.get("burst", 200)), ds.clock)
+
+
+@control.post("/settings")
+async def settings(request: Request, ds: State) -> Response:
+    body = await request.json()
+    with ds.lock:
+        try:
+            apply_settings(ds, body)
+        except ValueError as exc:
+            return bad(str(exc))
+        return JSONResponse(
+            {
+                "cancel_routes": sorted(ds.cancel_routes),
+                "missing_route_status": ds.missing_route_status,
+                "pending_s": ds.pending_s,
+                "rate_limit": {"rps": ds.limiter.rps, "burst": ds.limiter.burst},
+            }
+        )
+
+
+def install(app: FastAPI) -> None:
+    for part in (router, pages, control):
+        app.include_router(part)
+    app.add_exception_handler(DuckLakeError, on_error)

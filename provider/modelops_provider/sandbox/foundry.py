@@ -408,7 +408,8 @@ def _unauthorized() -> JSONResponse:
     return error(401, "UNAUTHORIZED", "MissingCredentials")
 
 
-def install(app: FastAPI, state: SandboxState) -> None:
+def install(app: FastAPI) -> None:
+    state: SandboxState = app.state.sandbox
     def fs() -> FoundryState:
         return state.foundry
 

@@ -418,7 +418,8 @@ def _parse_json_string(value: Any) -> Any:
     return json.loads(value)
 
 
-def install(app: FastAPI, state: SandboxState) -> None:
+def install(app: FastAPI) -> None:
+    state: SandboxState = app.state.sandbox
     def ps() -> PlutoState:
         pluto: PlutoState = state.pluto
         with pluto.lock:
