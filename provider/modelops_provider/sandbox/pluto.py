@@ -36,16 +36,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from modelops_provider.sandbox.clock import Clock
-
-if TYPE_CHECKING:
-    from modelops_provider.sandbox.app import SandboxState
 
 ORG_SLUG = "sandbox"
 ORG_ID = "org_sandbox"
@@ -308,27 +305,48 @@ def connection_env(base_url: str) -> dict[str, str]:
     return {"AIRFLOW_CONN_PLUTO_DEFAULT": json.dumps(conn)}
 
 
-# --- error bodies, one shape per service -----------------------------------------------------
-def api_error(status: int, error: str, message: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": error}
-    if message:
-        body["message"] = message
-    return JSONResponse(body, status_code=status)
+# --- errors, one shape per service ------------------------------------------------------------
+class ApiError(Exception):
+    """The API service's error: ``{"error": ..., "message"?: ...}``, or zod's body for a malformed one."""
+
+    def __init__(self, status: int, error: str, message: str | None = None, *, body: Any = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.body = body if body is not None else {"error": error, **({"message": message} if message else {})}
+
+    @classmethod
+    def zod(cls, issues: list[dict[str, Any]]) -> ApiError:
+        return cls(400, "ZodError", body={"success": False, "error": {"name": "ZodError", "issues": issues}})
 
 
-def zod_error(issues: list[dict[str, Any]]) -> JSONResponse:
-    return JSONResponse({"success": False, "error": {"name": "ZodError", "issues": issues}}, status_code=400)
+class IngestError(Exception):
+    """The ingest service's error: ``{"code", "message", "details"?}``."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"code": code, "message": message, **({"details": details} if details is not None else {})}
+
+    @classmethod
+    def failed(cls, variant: str, number: int, category: str, message: str) -> IngestError:
+        """Every ingest error: 422 PROCESSING_FAILED with the real cause inside the message."""
+        return cls(
+            422, "PROCESSING_FAILED", f"Failed to process metrics stream: {variant} ({number} - {category}): {message}"
+        )
 
 
-def ingest_error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse(body, status_code=status)
+class PyError(Exception):
+    """The py service's (FastAPI's) error: ``{"detail": ...}``."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.body = {"detail": detail}
 
 
-def py_error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, (ApiError, IngestError, PyError))
+    return JSONResponse(exc.body, status_code=exc.status)
 
 
 def key_problem(request: Request, keys: dict[str, str]) -> str | None:
@@ -404,13 +422,6 @@ def check_body(body: Any, spec: dict[str, tuple[str, bool]]) -> list[dict[str, A
     return issues
 
 
-async def _json_body(request: Request) -> tuple[Any, JSONResponse | None]:
-    try:
-        return json.loads(await request.body() or b"null"), None
-    except ValueError:
-        return None, api_error(400, "Invalid JSON format in request body")
-
-
 def _parse_json_string(value: Any) -> Any:
     """A JSON-string field as the server stores it (``"null"`` and absent are null). ValueError if invalid."""
     if value is None or value == "null":
@@ -418,488 +429,497 @@ def _parse_json_string(value: Any) -> Any:
     return json.loads(value)
 
 
-def install(app: FastAPI) -> None:
-    state: SandboxState = app.state.sandbox
-    def ps() -> PlutoState:
-        pluto: PlutoState = state.pluto
-        with pluto.lock:
-            pluto.sweep()  # the monitor cycles due by now happen before anything reads or writes
-        return pluto
+def pluto(request: Request) -> PlutoState:
+    """The Pluto state of this request's sandbox; the monitor cycles due by now happen first."""
+    ps: PlutoState = request.app.state.sandbox.pluto
+    with ps.lock:
+        ps.sweep()
+    return ps
 
-    def base(request: Request) -> str:
-        return state.base_url or str(request.base_url).rstrip("/")
 
-    def api_auth(request: Request) -> JSONResponse | None:
-        problem = key_problem(request, ps().keys)
-        if problem is None:
-            return None
-        return api_error(401, "Unauthorized", problem or None)
+State = Annotated[PlutoState, Depends(pluto)]
 
-    async def read_body(
-        request: Request, spec: dict[str, tuple[str, bool]]
-    ) -> tuple[Any, list[dict[str, Any]], JSONResponse | None]:
-        """What every API write does first: the key, the JSON body, the body's shape (zod issues)."""
-        if (denied := api_auth(request)) is not None:
-            return None, [], denied
-        body, bad = await _json_body(request)
-        if bad is not None:
-            return None, [], bad
-        return body, check_body(body, spec), None
 
-    def get_run(run_id: Any) -> PlutoRun | None:
-        return ps().runs.get(run_id) if isinstance(run_id, int) and not isinstance(run_id, bool) else None
+def base(request: Request) -> str:
+    return request.app.state.sandbox.base_url or str(request.base_url).rstrip("/")
 
-    # --- API service -------------------------------------------------------------------------
-    @app.post("/api/slug")
-    def slug(request: Request) -> Response:
-        return api_auth(request) or JSONResponse({"organization": {"slug": ORG_SLUG}})
 
-    @app.get("/api/runs/auth/validate")
-    def validate(request: Request) -> Response:
-        return api_auth(request) or JSONResponse(
-            {"valid": True, "organization": {"id": ORG_ID, "slug": ORG_SLUG}, "user": {"id": USER_ID}}
-        )
+def api_key(request: Request, ps: State) -> None:
+    problem = key_problem(request, ps.keys)
+    if problem is not None:
+        raise ApiError(401, "Unauthorized", problem or None)
 
-    @app.post("/api/runs/create")
-    async def create(request: Request) -> Response:
-        body, issues, refusal = await read_body(
-            request,
+
+async def read_body(request: Request, spec: dict[str, tuple[str, bool]]) -> tuple[Any, list[dict[str, Any]]]:
+    """The JSON body of an API write and its zod issues against ``spec``."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise ApiError(400, "Invalid JSON format in request body") from None
+    return body, check_body(body, spec)
+
+
+def get_run(ps: PlutoState, run_id: Any) -> PlutoRun | None:
+    return ps.runs.get(run_id) if isinstance(run_id, int) and not isinstance(run_id, bool) else None
+
+
+def found(ps: PlutoState, run_id: Any) -> PlutoRun:
+    run = get_run(ps, run_id)
+    if run is None:
+        raise ApiError(404, "Run not found")
+    return run
+
+
+def parse_json_field(value: Any, error: str) -> Any:
+    try:
+        return _parse_json_string(value)
+    except ValueError:
+        raise ApiError(400, error) from None
+
+
+def listed(run: PlutoRun, base_url: str) -> dict[str, Any]:
+    """A run as the read API shows it (details, list)."""
+    body = run.to_json(base_url)
+    hidden = ("runId", "metrics", "url", "opened", "heartbeats", "lastSeen", "statusHistory")
+    return {"id": run.id, **{k: v for k, v in body.items() if k not in hidden}}
+
+
+# --- API service: {"error", "message"?} errors ----------------------------------------------------
+api = APIRouter(prefix="/api", dependencies=[Depends(api_key)])
+
+CREATE_SPEC = {
+    "runName": ("string", True),
+    "projectName": ("string", True),
+    "externalId": ("string", False),
+    "tags": ("array", False),
+    "loggerSettings": ("string", False),
+    "systemMetadata": ("string", False),
+    "config": ("string", False),
+    "createdAt": ("number", False),
+    "updatedAt": ("number", False),
+}
+
+
+@api.post("/slug")
+def slug() -> dict[str, Any]:
+    return {"organization": {"slug": ORG_SLUG}}
+
+
+@api.get("/runs/auth/validate")
+def validate() -> dict[str, Any]:
+    return {"valid": True, "organization": {"id": ORG_ID, "slug": ORG_SLUG}, "user": {"id": USER_ID}}
+
+
+def create_issues(body: Any, issues: list[dict[str, Any]]) -> list[str]:
+    """The create body's checks beyond the types (added to ``issues``); the tags."""
+    if not issues and body.get("externalId") == "":
+        issues.append(
             {
-                "runName": ("string", True),
-                "projectName": ("string", True),
-                "externalId": ("string", False),
-                "tags": ("array", False),
-                "loggerSettings": ("string", False),
-                "systemMetadata": ("string", False),
-                "config": ("string", False),
-                "createdAt": ("number", False),
-                "updatedAt": ("number", False),
-            },
+                "code": "too_small",
+                "minimum": 1,
+                "path": ["externalId"],
+                "message": "String must contain at least 1 character(s)",
+            }
         )
-        if refusal is not None:
-            return refusal
-        if not issues and body.get("externalId") == "":
-            issues.append(
-                {
-                    "code": "too_small",
-                    "minimum": 1,
-                    "path": ["externalId"],
-                    "message": "String must contain at least 1 character(s)",
-                }
-            )
-        tags = (body.get("tags") or []) if not issues else []
-        if len(tags) > MAX_TAGS:
-            issues.append(
-                {
-                    "code": "too_big",
-                    "maximum": MAX_TAGS,
-                    "path": ["tags"],
-                    "message": f"Array must contain at most {MAX_TAGS} element(s)",
-                }
-            )
-        if issues:
-            return zod_error(issues)
-        if sum(1 for t in tags if t.startswith("group:")) > 1:
-            return api_error(400, "A run can have at most one group:* tag.")
-        try:
-            config = _parse_json_string(body.get("config"))
-            system_metadata = _parse_json_string(body.get("systemMetadata"))
-            logger_settings = _parse_json_string(body.get("loggerSettings"))
-        except ValueError:
-            return api_error(400, "Invalid JSON format in request body")
-        project_name, external_id = body["projectName"], body.get("externalId")
-        with ps().lock:
-            project = ps().project(project_name)
-            run = ps().find_external(project_name, external_id) if external_id else None
-            if run is not None:
-                # Resume: a terminal run goes back to RUNNING; the sent config is deep-merged.
-                run.opened += 1
-                if run.status != "RUNNING":
-                    ps().record(run, "RUNNING", "resume")
-                if isinstance(config, dict):
-                    run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
-                run.updated_at = ps().clock.now_ms()
-                return JSONResponse(run.answer(base(request), True))
-            run = PlutoRun(
-                id=ps().next_id,
-                name=body["runName"],
-                number=project["next"],
-                project=project_name,
-                prefix=project["prefix"],
-                external_id=external_id,
-                tags=list(tags),
-                config=config,
-                system_metadata=system_metadata,
-                logger_settings=logger_settings,
-                created_at=int(body.get("createdAt") or ps().clock.now_ms()),
-                updated_at=int(body.get("updatedAt") or ps().clock.now_ms()),
-            )
-            ps().next_id += 1
-            project["next"] += 1
-            ps().runs[run.id] = run
-            return JSONResponse(run.answer(base(request), False))
-
-    @app.post("/api/runs/resume")
-    async def resume(request: Request) -> Response:
-        body, issues, refusal = await read_body(
-            request,
+    tags: list[str] = (body.get("tags") or []) if not issues else []
+    if len(tags) > MAX_TAGS:
+        issues.append(
             {
-                "runId": ("number", False),
-                "displayId": ("string", False),
-                "externalId": ("string", False),
-                "projectName": ("string", False),
-            },
+                "code": "too_big",
+                "maximum": MAX_TAGS,
+                "path": ["tags"],
+                "message": f"Array must contain at most {MAX_TAGS} element(s)",
+            }
         )
-        if refusal is not None:
-            return refusal
-        if not issues and sum(1 for k in ("runId", "displayId", "externalId") if body.get(k) is not None) != 1:
-            issues.append(
-                {
-                    "code": "custom",
-                    "path": [],
-                    "message": "Provide exactly one of: runId, displayId, or externalId",
-                }
-            )
-        if issues:
-            return zod_error(issues)
-        with ps().lock:
-            run: PlutoRun | None
-            if body.get("runId") is not None:
-                run = get_run(body["runId"])
-            elif body.get("displayId") is not None:
-                prefix, sep, number = body["displayId"].rpartition("-")
-                if not sep or not prefix or not number.isdigit():
-                    return api_error(400, "Invalid displayId format. Expected PREFIX-NUMBER (e.g., 'MMP-1')")
-                run = next(
-                    (r for r in ps().runs.values() if r.prefix == prefix.upper() and r.number == int(number)),
-                    None,
-                )
-            else:
-                if not body.get("projectName"):
-                    return api_error(400, "projectName is required when using externalId")
-                run = ps().find_external(body["projectName"], body["externalId"])
-            if run is None:
-                return api_error(404, "Run not found")
+    if issues:
+        raise ApiError.zod(issues)
+    if sum(1 for t in tags if t.startswith("group:")) > 1:
+        raise ApiError(400, "A run can have at most one group:* tag.")
+    return tags
+
+
+@api.post("/runs/create")
+async def create(request: Request, ps: State) -> dict[str, Any]:
+    body, issues = await read_body(request, CREATE_SPEC)
+    tags = create_issues(body, issues)
+    try:
+        config = _parse_json_string(body.get("config"))
+        system_metadata = _parse_json_string(body.get("systemMetadata"))
+        logger_settings = _parse_json_string(body.get("loggerSettings"))
+    except ValueError:
+        raise ApiError(400, "Invalid JSON format in request body") from None
+    project_name, external_id = body["projectName"], body.get("externalId")
+    with ps.lock:
+        project = ps.project(project_name)
+        run = ps.find_external(project_name, external_id) if external_id else None
+        if run is not None:
+            # Resume: a terminal run goes back to RUNNING; the sent config is deep-merged.
             run.opened += 1
             if run.status != "RUNNING":
-                ps().record(run, "RUNNING", "resume")
-            return JSONResponse(run.answer(base(request), True))
-
-    @app.post("/api/runs/status/update")
-    async def status_update(request: Request) -> Response:
-        body, issues, refusal = await read_body(
-            request,
-            {
-                "runId": ("number", True),
-                "status": ("string", True),
-                "statusMetadata": ("string", False),
-                "loggerSettings": ("string", False),
-                "statusUpdated": ("number", False),
-            },
-        )
-        if refusal is not None:
-            return refusal
-        if not issues and body["status"] not in STATUSES:
-            issues.append(
-                {
-                    "code": "invalid_enum_value",
-                    "options": list(STATUSES),
-                    "path": ["status"],
-                    "message": f"Invalid enum value. Expected {' | '.join(STATUSES)}, received '{body['status']}'",
-                }
-            )
-        if issues:
-            return zod_error(issues)
-        with ps().lock:
-            run = get_run(body["runId"])
-            if run is None:
-                return api_error(404, "Run not found")
-            try:
-                metadata = _parse_json_string(body.get("statusMetadata"))
-            except ValueError:
-                return api_error(400, "Invalid statusMetadata JSON")
-            try:
-                settings = _parse_json_string(body.get("loggerSettings"))
-            except ValueError:
-                return api_error(400, "Invalid loggerSettings JSON")
-            current, wanted = run.status, body["status"]
-            if current != "RUNNING" and wanted != "RUNNING" and SEVERITY[wanted] < SEVERITY[current]:
-                # Precedence: a less severe final status never replaces a more severe one. Nothing
-                # is written, no event recorded, and the answer does not say so.
-                return JSONResponse({"success": True})
-            if isinstance(settings, dict):
-                run.logger_settings = deep_merge(
-                    run.logger_settings if isinstance(run.logger_settings, dict) else {}, settings
-                )
-            run.status_metadata = metadata
-            sent_at = body.get("statusUpdated")
-            if wanted != current:
-                ps().record(run, wanted, "api", metadata, at=sent_at / 1000 if sent_at else None)
-            elif current == "RUNNING" or sent_at:
-                # The same status again records no event; RUNNING -> RUNNING is a liveness ping.
-                run.status_updated = int(sent_at or ps().clock.now_ms())
-            run.updated_at = ps().clock.now_ms()
-        return JSONResponse({"success": True})
-
-    @app.post("/api/runs/tags/update")
-    async def tags_update(request: Request) -> Response:
-        body, issues, refusal = await read_body(request, {"runId": ("number", True), "tags": ("array", True)})
-        if refusal is not None:
-            return refusal
-        if issues:
-            return zod_error(issues)
-        if sum(1 for t in body["tags"] if t.startswith("group:")) > 1:
-            return api_error(400, "A run can have at most one group:* tag.")
-        with ps().lock:
-            run = get_run(body["runId"])
-            if run is None:
-                return api_error(404, "Run not found")
-            run.tags = list(body["tags"])  # replaces the whole set
-            run.updated_at = ps().clock.now_ms()
-        return JSONResponse({"success": True})
-
-    @app.post("/api/runs/config/update")
-    async def config_update(request: Request) -> Response:
-        body, issues, refusal = await read_body(request, {"runId": ("number", True), "config": ("string", True)})
-        if refusal is not None:
-            return refusal
-        if issues:
-            return zod_error(issues)
-        with ps().lock:
-            run = get_run(body["runId"])
-            if run is None:
-                return api_error(404, "Run not found")
-            try:
-                config = _parse_json_string(body["config"])
-            except ValueError:
-                return api_error(400, "Invalid config JSON")
-            if config is not None:
-                if not isinstance(config, dict):
-                    return api_error(400, "Invalid config JSON: expected an object")
+                ps.record(run, "RUNNING", "resume")
+            if isinstance(config, dict):
                 run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
-                run.updated_at = ps().clock.now_ms()
-        return JSONResponse({"success": True})
+            run.updated_at = ps.clock.now_ms()
+            return run.answer(base(request), True)
+        run = PlutoRun(
+            id=ps.next_id,
+            name=body["runName"],
+            number=project["next"],
+            project=project_name,
+            prefix=project["prefix"],
+            external_id=external_id,
+            tags=list(tags),
+            config=config,
+            system_metadata=system_metadata,
+            logger_settings=logger_settings,
+            created_at=int(body.get("createdAt") or ps.clock.now_ms()),
+            updated_at=int(body.get("updatedAt") or ps.clock.now_ms()),
+        )
+        ps.next_id += 1
+        project["next"] += 1
+        ps.runs[run.id] = run
+        return run.answer(base(request), False)
 
-    @app.get("/api/runs/details/{run_id}")
-    def details(run_id: int, request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        run = get_run(run_id)
+
+def resumed_run(ps: PlutoState, body: dict[str, Any]) -> PlutoRun | None:
+    """The run a resume body names (by runId, displayId or externalId)."""
+    if body.get("runId") is not None:
+        return get_run(ps, body["runId"])
+    if body.get("displayId") is not None:
+        prefix, sep, number = body["displayId"].rpartition("-")
+        if not sep or not prefix or not number.isdigit():
+            raise ApiError(400, "Invalid displayId format. Expected PREFIX-NUMBER (e.g., 'MMP-1')")
+        return next((r for r in ps.runs.values() if r.prefix == prefix.upper() and r.number == int(number)), None)
+    if not body.get("projectName"):
+        raise ApiError(400, "projectName is required when using externalId")
+    return ps.find_external(body["projectName"], body["externalId"])
+
+
+@api.post("/runs/resume")
+async def resume(request: Request, ps: State) -> dict[str, Any]:
+    body, issues = await read_body(
+        request,
+        {
+            "runId": ("number", False),
+            "displayId": ("string", False),
+            "externalId": ("string", False),
+            "projectName": ("string", False),
+        },
+    )
+    if not issues and sum(1 for k in ("runId", "displayId", "externalId") if body.get(k) is not None) != 1:
+        issues.append(
+            {"code": "custom", "path": [], "message": "Provide exactly one of: runId, displayId, or externalId"}
+        )
+    if issues:
+        raise ApiError.zod(issues)
+    with ps.lock:
+        run = resumed_run(ps, body)
         if run is None:
-            return api_error(404, "Run not found")
-        body = run.to_json(base(request))
-        body = {
-            "id": run.id,
-            **{
-                k: v
-                for k, v in body.items()
-                if k not in ("runId", "metrics", "url", "opened", "heartbeats", "lastSeen", "statusHistory")
-            },
-        }
-        body["logNames"] = sorted(run.metrics)
-        return JSONResponse(body)
+            raise ApiError(404, "Run not found")
+        run.opened += 1
+        if run.status != "RUNNING":
+            ps.record(run, "RUNNING", "resume")
+        return run.answer(base(request), True)
 
-    @app.get("/api/runs/list")
-    def list_project_runs(request: Request) -> Response:
-        """The read API's run list: ``projectName`` (required), ``search`` (in the name), ``limit``
-        (<= 200, default 50), ``offset``; newest first; ``{runs: [...], total}``."""
-        if (denied := api_auth(request)) is not None:
-            return denied
-        query = request.query_params
-        project = query.get("projectName")
-        if not project:
-            return api_error(400, "projectName is required")
-        try:
-            limit = min(int(query.get("limit") or 50), 200)
-            offset = int(query.get("offset") or 0)
-        except ValueError:
-            return api_error(400, "limit and offset must be integers")
-        search = query.get("search") or ""
-        with ps().lock:
-            runs = [r for r in ps().runs.values() if r.project == project and search in r.name]
-            runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-            page = runs[offset : offset + max(limit, 0)]
-            listed = []
-            for run in page:
-                body = run.to_json(base(request))
-                listed.append(
-                    {
-                        "id": run.id,
-                        **{
-                            k: v
-                            for k, v in body.items()
-                            if k not in ("runId", "metrics", "url", "opened", "heartbeats", "lastSeen", "statusHistory")
-                        },
-                    }
-                )
-            return JSONResponse({"runs": listed, "total": len(runs)})
 
-    @app.get("/api/runs/status/history")
-    def status_history(request: Request) -> Response:
-        if (denied := api_auth(request)) is not None:
-            return denied
-        raw = request.query_params.get("runId", "")
-        run = get_run(int(raw)) if raw.isdigit() else None
+STATUS_SPEC = {
+    "runId": ("number", True),
+    "status": ("string", True),
+    "statusMetadata": ("string", False),
+    "loggerSettings": ("string", False),
+    "statusUpdated": ("number", False),
+}
+
+
+@api.post("/runs/status/update")
+async def status_update(request: Request, ps: State) -> dict[str, Any]:
+    body, issues = await read_body(request, STATUS_SPEC)
+    if not issues and body["status"] not in STATUSES:
+        issues.append(
+            {
+                "code": "invalid_enum_value",
+                "options": list(STATUSES),
+                "path": ["status"],
+                "message": f"Invalid enum value. Expected {' | '.join(STATUSES)}, received '{body['status']}'",
+            }
+        )
+    if issues:
+        raise ApiError.zod(issues)
+    with ps.lock:
+        run = found(ps, body["runId"])
+        metadata = parse_json_field(body.get("statusMetadata"), "Invalid statusMetadata JSON")
+        settings = parse_json_field(body.get("loggerSettings"), "Invalid loggerSettings JSON")
+        set_status(ps, run, body["status"], metadata, settings, body.get("statusUpdated"))
+    return {"success": True}
+
+
+def set_status(ps: PlutoState, run: PlutoRun, wanted: str, metadata: Any, settings: Any, sent_at: Any) -> None:
+    current = run.status
+    if current != "RUNNING" and wanted != "RUNNING" and SEVERITY[wanted] < SEVERITY[current]:
+        # Precedence: a less severe final status never replaces a more severe one. Nothing
+        # is written, no event recorded, and the answer does not say so.
+        return
+    if isinstance(settings, dict):
+        run.logger_settings = deep_merge(run.logger_settings if isinstance(run.logger_settings, dict) else {}, settings)
+    run.status_metadata = metadata
+    if wanted != current:
+        ps.record(run, wanted, "api", metadata, at=sent_at / 1000 if sent_at else None)
+    elif current == "RUNNING" or sent_at:
+        # The same status again records no event; RUNNING -> RUNNING is a liveness ping.
+        run.status_updated = int(sent_at or ps.clock.now_ms())
+    run.updated_at = ps.clock.now_ms()
+
+
+@api.post("/runs/tags/update")
+async def tags_update(request: Request, ps: State) -> dict[str, Any]:
+    body, issues = await read_body(request, {"runId": ("number", True), "tags": ("array", True)})
+    if issues:
+        raise ApiError.zod(issues)
+    if sum(1 for t in body["tags"] if t.startswith("group:")) > 1:
+        raise ApiError(400, "A run can have at most one group:* tag.")
+    with ps.lock:
+        run = found(ps, body["runId"])
+        run.tags = list(body["tags"])  # replaces the whole set
+        run.updated_at = ps.clock.now_ms()
+    return {"success": True}
+
+
+@api.post("/runs/config/update")
+async def config_update(request: Request, ps: State) -> dict[str, Any]:
+    body, issues = await read_body(request, {"runId": ("number", True), "config": ("string", True)})
+    if issues:
+        raise ApiError.zod(issues)
+    with ps.lock:
+        run = found(ps, body["runId"])
+        config = parse_json_field(body["config"], "Invalid config JSON")
+        if config is not None:
+            if not isinstance(config, dict):
+                raise ApiError(400, "Invalid config JSON: expected an object")
+            run.config = deep_merge(run.config if isinstance(run.config, dict) else {}, config)
+            run.updated_at = ps.clock.now_ms()
+    return {"success": True}
+
+
+@api.get("/runs/details/{run_id}")
+def details(run_id: int, request: Request, ps: State) -> dict[str, Any]:
+    run = found(ps, run_id)
+    return {**listed(run, base(request)), "logNames": sorted(run.metrics)}
+
+
+@api.get("/runs/list")
+def list_project_runs(request: Request, ps: State) -> dict[str, Any]:
+    """The read API's run list: ``projectName`` (required), ``search`` (in the name), ``limit``
+    (<= 200, default 50), ``offset``; newest first; ``{runs: [...], total}``."""
+    query = request.query_params
+    project = query.get("projectName")
+    if not project:
+        raise ApiError(400, "projectName is required")
+    try:
+        limit = min(int(query.get("limit") or 50), 200)
+        offset = int(query.get("offset") or 0)
+    except ValueError:
+        raise ApiError(400, "limit and offset must be integers") from None
+    search = query.get("search") or ""
+    with ps.lock:
+        runs = [r for r in ps.runs.values() if r.project == project and search in r.name]
+        runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        page = runs[offset : offset + max(limit, 0)]
+        return {"runs": [listed(run, base(request)) for run in page], "total": len(runs)}
+
+
+@api.get("/runs/status/history")
+def status_history(request: Request, ps: State) -> dict[str, Any]:
+    raw = request.query_params.get("runId", "")
+    run = found(ps, int(raw) if raw.isdigit() else None)
+    return {"runId": run.id, "events": [dict(e) for e in run.events]}
+
+
+# --- py service (heartbeat): FastAPI's {"detail": ...} errors ---------------------------------
+def py_key(request: Request, ps: State) -> None:
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer "):
+        raise PyError(401, "Authorization header missing or invalid")
+    key = header[7:].strip()
+    if not key:
+        raise PyError(401, "Invalid API key format")
+    # Only expiry is checked here (the py ApiKey model has no revokedAt; section F, inferred).
+    if ps.keys.get(key) in (None, "expired"):
+        raise PyError(401, "Invalid or expired API key for this run")
+
+
+py = APIRouter(dependencies=[Depends(py_key)])
+
+
+def heartbeat_run_id(body: Any) -> int:
+    """``runId`` as pydantic's lax mode reads it; its 422 otherwise."""
+    run_id = body.get("runId") if isinstance(body, dict) else None
+    if isinstance(run_id, str) and run_id.strip().lstrip("-").isdigit():
+        run_id = int(run_id)
+    if run_id is None or isinstance(run_id, bool) or not isinstance(run_id, int):
+        kind = "missing" if run_id is None else "int_parsing"
+        msg = "Field required" if run_id is None else "Input should be a valid integer"
+        raise PyError(422, [{"type": kind, "loc": ["body", "runId"], "msg": msg, "input": run_id}])
+    return run_id
+
+
+@py.post("/api/runs/trigger")
+async def trigger(request: Request, ps: State) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    run_id = heartbeat_run_id(body)
+    with ps.lock:
+        run = get_run(ps, run_id)
         if run is None:
-            return api_error(404, "Run not found")
-        return JSONResponse({"runId": run.id, "events": [dict(e) for e in run.events]})
+            raise PyError(404, "Run not found")
+        now = ps.clock.now()
+        run.heartbeats += 1
+        if run.last_seen is None or now - run.last_seen >= ps.settings["heartbeat_coalesce_s"]:
+            run.last_seen = now
+        if run.id in ps.cancel_requests and run.status != "CANCELLED":
+            # Written directly: no precedence check, no status event (section F, observed).
+            run.status = "CANCELLED"
+        # A ping never revives a closed run: it only writes the heartbeat row.
+        return {"status": run.status, "triggers": None}
 
-    # --- py service (heartbeat): FastAPI's {"detail": ...} errors --------------------------------
-    @app.post("/api/runs/trigger")
-    async def trigger(request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer "):
-            return py_error(401, "Authorization header missing or invalid")
-        key = header[7:].strip()
-        if not key:
-            return py_error(401, "Invalid API key format")
-        # Only expiry is checked here (the py ApiKey model has no revokedAt; section F, inferred).
-        if ps().keys.get(key) in (None, "expired"):
-            return py_error(401, "Invalid or expired API key for this run")
-        try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
-            body = None
-        run_id = body.get("runId") if isinstance(body, dict) else None
-        if isinstance(run_id, str) and run_id.strip().lstrip("-").isdigit():
-            run_id = int(run_id)  # pydantic's lax mode
-        if run_id is None or isinstance(run_id, bool) or not isinstance(run_id, int):
-            kind = "missing" if run_id is None else "int_parsing"
-            msg = "Field required" if run_id is None else "Input should be a valid integer"
-            return JSONResponse(
-                {"detail": [{"type": kind, "loc": ["body", "runId"], "msg": msg, "input": run_id}]}, status_code=422
+
+# --- ingest service: every error is 422 PROCESSING_FAILED with the cause inside --------------
+def ingest_key(request: Request, ps: State) -> None:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise IngestError.failed("MissingToken", 1003, "Authentication Error", "Missing Authorization header")
+    if not header.startswith("Bearer "):
+        raise IngestError.failed(
+            "InvalidBearerFormat", 1007, "Authentication Error", "Authorization header must start with 'Bearer '"
+        )
+    key_state = ps.keys.get(header[7:].strip())
+    if key_state != "active":
+        message = {"revoked": "API key has been revoked", "expired": "API key has expired"}.get(
+            key_state or "", "Invalid API key"
+        )
+        raise IngestError.failed("InvalidToken", 1002, "Authentication Error", message)
+    for name in ("X-Run-Id", "X-Project-Name"):
+        if not request.headers.get(name):
+            raise IngestError.failed(
+                "InvalidHeaderFormat", 2004, "Validation Error", f"Missing required header: {name}"
             )
-        with ps().lock:
-            run = get_run(run_id)
+
+
+ingest = APIRouter(prefix="/ingest", dependencies=[Depends(ingest_key)])
+
+
+@ingest.post("/metrics")
+async def ingest_metrics(request: Request, ps: State) -> Response:
+    raw_id = request.headers["X-Run-Id"]
+    # The service never looks the run up: rows are stored under the key's tenant; a
+    # non-numeric X-Run-Id becomes run 0.
+    run_id = int(raw_id) if raw_id.isdigit() else 0
+    records: list[dict[str, Any]] = []
+    for line in (await request.body()).splitlines():
+        if not line.strip():
+            continue
+        record, problem = parse_metric_line(line)
+        if problem is not None:
+            raise IngestError.failed(*problem)
+        records.append(record)
+    with ps.lock:
+        run = get_run(ps, run_id)
+        for record in records:
             if run is None:
-                return py_error(404, "Run not found")
-            now = ps().clock.now()
-            run.heartbeats += 1
-            if run.last_seen is None or now - run.last_seen >= ps().settings["heartbeat_coalesce_s"]:
-                run.last_seen = now
-            if run.id in ps().cancel_requests and run.status != "CANCELLED":
-                # Written directly: no precedence check, no status event (section F, observed).
-                run.status = "CANCELLED"
-            # A ping never revives a closed run: it only writes the heartbeat row.
-            return JSONResponse({"status": run.status, "triggers": None})
-
-    # --- ingest service: every error is 422 PROCESSING_FAILED with the cause inside ---------------
-    @app.post("/ingest/metrics")
-    async def ingest_metrics(request: Request) -> Response:
-        def failed(variant: str, number: int, category: str, message: str) -> JSONResponse:
-            return ingest_error(
-                422,
-                "PROCESSING_FAILED",
-                f"Failed to process metrics stream: {variant} ({number} - {category}): {message}",
-            )
-
-        header = request.headers.get("authorization")
-        if header is None:
-            return failed("MissingToken", 1003, "Authentication Error", "Missing Authorization header")
-        if not header.startswith("Bearer "):
-            return failed(
-                "InvalidBearerFormat", 1007, "Authentication Error", "Authorization header must start with 'Bearer '"
-            )
-        key_state = ps().keys.get(header[7:].strip())
-        if key_state != "active":
-            message = {"revoked": "API key has been revoked", "expired": "API key has expired"}.get(
-                key_state or "", "Invalid API key"
-            )
-            return failed("InvalidToken", 1002, "Authentication Error", message)
-        for name in ("X-Run-Id", "X-Project-Name"):
-            if not request.headers.get(name):
-                return failed("InvalidHeaderFormat", 2004, "Validation Error", f"Missing required header: {name}")
-        raw_id = request.headers["X-Run-Id"]
-        # The service never looks the run up: rows are stored under the key's tenant; a
-        # non-numeric X-Run-Id becomes run 0.
-        run_id = int(raw_id) if raw_id.isdigit() else 0
-        records: list[dict[str, Any]] = []
-        for line in (await request.body()).splitlines():
-            if not line.strip():
+                ps.orphan_records += 1
                 continue
-            record, problem = parse_metric_line(line)
-            if problem is not None:
-                return failed(*problem)
-            records.append(record)
-        with ps().lock:
-            run = get_run(run_id)
-            for record in records:
-                if run is None:
-                    ps().orphan_records += 1
-                    continue
-                for name, value in record["data"].items():
-                    run.metrics.setdefault(name, []).append(
-                        {"step": record["step"], "time": record["time"], "value": value}
-                    )
-            if run is not None:
-                apply_threshold_triggers(ps(), run, records)
-        return PlainTextResponse(f"Stream processed successfully: {len(records)} records")
+            for name, value in record["data"].items():
+                run.metrics.setdefault(name, []).append(
+                    {"step": record["step"], "time": record["time"], "value": value}
+                )
+        if run is not None:
+            apply_threshold_triggers(ps, run, records)
+    return PlainTextResponse(f"Stream processed successfully: {len(records)} records")
 
-    # --- app: the run page --------------------------------------------------------------------
-    @app.get("/o/{org}/projects/{project}/{run_ref}")
-    def run_page(org: str, project: str, run_ref: str) -> Response:
-        run = get_run(int(run_ref)) if run_ref.isdigit() else None
-        if org != ORG_SLUG or run is None or run.project != project:
-            return HTMLResponse("<h1>Run not found</h1>", status_code=404)
-        esc = html.escape
-        metrics = "".join(
-            f"<tr><th>{esc(name)}</th><td>{esc(json.dumps(points[-1]['value']))}</td><td>{len(points)}</td></tr>"
-            for name, points in sorted(run.metrics.items())
+
+# --- app: the run page ------------------------------------------------------------------------
+pages = APIRouter()
+
+
+@pages.get("/o/{org}/projects/{project}/{run_ref}")
+def run_page(org: str, project: str, run_ref: str, ps: State) -> Response:
+    run = get_run(ps, int(run_ref)) if run_ref.isdigit() else None
+    if org != ORG_SLUG or run is None or run.project != project:
+        return HTMLResponse("<h1>Run not found</h1>", status_code=404)
+    esc = html.escape
+    metrics = "".join(
+        f"<tr><th>{esc(name)}</th><td>{esc(json.dumps(points[-1]['value']))}</td><td>{len(points)}</td></tr>"
+        for name, points in sorted(run.metrics.items())
+    )
+    return HTMLResponse(
+        f"<html><head><title>Pluto run {esc(run.display_id)}</title></head><body>"
+        f"<h1>{esc(run.name)} ({esc(run.display_id)})</h1>"
+        f"<p>Project {esc(run.project)} &middot; status <b>{esc(run.status)}</b></p>"
+        f"<p>Tags: {esc(', '.join(run.tags))}</p>"
+        f"<h2>Config</h2><pre>{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre>"
+        "<h2>Status metadata</h2>"
+        f"<pre>{esc(json.dumps(run.status_metadata, indent=2, sort_keys=True))}</pre>"
+        f"<h2>Metrics</h2><table><tr><th>name</th><th>last</th><th>points</th></tr>{metrics}</table>"
+        "</body></html>"
+    )
+
+
+# --- control API ------------------------------------------------------------------------------
+control = APIRouter(prefix="/_sandbox/pluto")
+
+
+@control.get("/runs")
+def list_runs(request: Request, ps: State) -> Response:
+    with ps.lock:
+        return JSONResponse([r.to_json(base(request)) for r in sorted(ps.runs.values(), key=lambda r: r.id)])
+
+
+@control.post("/settings")
+async def settings(request: Request, ps: State) -> Response:
+    body = await request.json() if await request.body() else {}
+    bad = {
+        k: v
+        for k, v in (body or {}).items()
+        if k not in DEFAULT_SETTINGS or isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+    }
+    if not isinstance(body, dict) or bad:
+        return JSONResponse(
+            {"error": f"settings are non-negative numbers named {sorted(DEFAULT_SETTINGS)}; got {bad or body}"},
+            status_code=400,
         )
-        return HTMLResponse(
-            f"<html><head><title>Pluto run {esc(run.display_id)}</title></head><body>"
-            f"<h1>{esc(run.name)} ({esc(run.display_id)})</h1>"
-            f"<p>Project {esc(run.project)} &middot; status <b>{esc(run.status)}</b></p>"
-            f"<p>Tags: {esc(', '.join(run.tags))}</p>"
-            f"<h2>Config</h2><pre>{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre>"
-            "<h2>Status metadata</h2>"
-            f"<pre>{esc(json.dumps(run.status_metadata, indent=2, sort_keys=True))}</pre>"
-            f"<h2>Metrics</h2><table><tr><th>name</th><th>last</th><th>points</th></tr>{metrics}</table>"
-            "</body></html>"
-        )
+    with ps.lock:
+        return JSONResponse(ps.configure(body))
 
-    # --- control API ----------------------------------------------------------------------------
-    @app.get("/_sandbox/pluto/runs")
-    def list_runs(request: Request) -> Response:
-        with ps().lock:
-            return JSONResponse([r.to_json(base(request)) for r in sorted(ps().runs.values(), key=lambda r: r.id)])
 
-    @app.post("/_sandbox/pluto/settings")
-    async def settings(request: Request) -> Response:
-        body = await request.json() if await request.body() else {}
-        bad = {
-            k: v
-            for k, v in (body or {}).items()
-            if k not in DEFAULT_SETTINGS or isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-        }
-        if not isinstance(body, dict) or bad:
-            return JSONResponse(
-                {"error": f"settings are non-negative numbers named {sorted(DEFAULT_SETTINGS)}; got {bad or body}"},
-                status_code=400,
-            )
-        with ps().lock:
-            return JSONResponse(ps().configure(body))
+@control.post("/cancel")
+async def cancel(request: Request, ps: State) -> Response:
+    body = await request.json()
+    with ps.lock:
+        run = get_run(ps, body.get("runId") if isinstance(body, dict) else None)
+        if run is None:
+            return JSONResponse({"error": "need {'runId': <an existing run>}"}, status_code=400)
+        # A CANCEL row in run_triggers: the next heartbeat answers (and sets) CANCELLED.
+        ps.cancel_requests.add(run.id)
+    return JSONResponse({"runId": run.id, "cancelRequested": True})
 
-    @app.post("/_sandbox/pluto/cancel")
-    async def cancel(request: Request) -> Response:
-        body = await request.json()
-        with ps().lock:
-            run = get_run(body.get("runId") if isinstance(body, dict) else None)
-            if run is None:
-                return JSONResponse({"error": "need {'runId': <an existing run>}"}, status_code=400)
-            # A CANCEL row in run_triggers: the next heartbeat answers (and sets) CANCELLED.
-            ps().cancel_requests.add(run.id)
-        return JSONResponse({"runId": run.id, "cancelRequested": True})
 
-    @app.post("/_sandbox/pluto/keys")
-    async def keys(request: Request) -> Response:
-        body = await request.json()
-        key, key_state = body.get("key"), body.get("state", "active")
-        if not isinstance(key, str) or key_state not in ("active", "revoked", "expired"):
-            return JSONResponse({"error": "need {'key': str, 'state': 'active'|'revoked'|'expired'}"}, status_code=400)
-        with ps().lock:
-            ps().keys[key] = key_state
-        return JSONResponse({"key_states": len(ps().keys)})
+@control.post("/keys")
+async def keys(request: Request, ps: State) -> Response:
+    body = await request.json()
+    key, key_state = body.get("key"), body.get("state", "active")
+    if not isinstance(key, str) or key_state not in ("active", "revoked", "expired"):
+        return JSONResponse({"error": "need {'key': str, 'state': 'active'|'revoked'|'expired'}"}, status_code=400)
+    with ps.lock:
+        ps.keys[key] = key_state
+    return JSONResponse({"key_states": len(ps.keys)})
+
+
+def install(app: FastAPI) -> None:
+    for part in (api, py, ingest, pages, control):
+        app.include_router(part)
+    for error in (ApiError, IngestError, PyError):
+        app.add_exception_handler(error, on_error)
 
 
 SPECIAL_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
