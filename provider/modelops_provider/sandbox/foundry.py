@@ -4,7 +4,6 @@ OAuth2 client credentials, Foundry's error JSON. Model versions, experiments, pr
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import secrets
@@ -12,17 +11,15 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from modelops_provider.sandbox import foundry_registry
 from modelops_provider.sandbox.clock import Clock
+from modelops_provider.sandbox.foundry_auth import FoundryError, State, User, on_error, page_size, paged, requires
 from modelops_provider.sandbox.foundry_registry import Registry
-
-if TYPE_CHECKING:
-    from modelops_provider.sandbox.app import SandboxState
 
 STATIC_TOKEN = "sandbox-token"
 CLIENT_ID = "sandbox-client"
@@ -392,330 +389,307 @@ def connection_env(base_url: str) -> dict[str, str]:
     return {"AIRFLOW_CONN_FOUNDRY_DEFAULT": json.dumps(conn)}
 
 
-def error(status: int, code: str, name: str, parameters: dict[str, Any] | None = None) -> JSONResponse:
+# --- Foundry's API: one router; errors raised as FoundryError, auth by dependency -------------
+router = APIRouter()
+MODELS_READ = requires("api:models-read", preview=True)
+
+
+def studio_of(fs: FoundryState, studio_rid: str) -> Studio:
+    studio = fs.studios.get(studio_rid)
+    if studio is None:
+        raise FoundryError(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
+    return studio
+
+
+def build_of(fs: FoundryState, build_rid: str) -> Run:
+    run = fs.builds.get(build_rid)
+    if run is None:
+        raise FoundryError(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
+    return run
+
+
+@router.post("/multipass/api/oauth2/token")
+async def token(request: Request, fs: State) -> Response:
+    form = dict((await request.form()).items())
+    if form.get("grant_type") != "client_credentials":
+        return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+    if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+        return JSONResponse({"error": "invalid_client"}, status_code=401)
+    value = "sbx-oauth-" + secrets.token_urlsafe(16)
+    asked = set(str(form.get("scope", "")).split()) - {"offline_access"}
+    with fs.lock:
+        lifetime = fs.token_lifetime_s
+        fs.tokens[value] = fs.clock.now() + lifetime
+        # The scopes asked for that the client may have; all the client's when none are asked.
+        granted = fs.client_scopes & asked if asked else fs.client_scopes
+        fs.token_scopes[value] = frozenset(granted)
     return JSONResponse(
-        {
-            "errorCode": code,
-            "errorName": name,
-            "errorInstanceId": str(uuid.uuid4()),
-            "parameters": parameters or {},
-        },
-        status_code=status,
+        {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": " ".join(sorted(granted))}
     )
 
 
-def _unauthorized() -> JSONResponse:
-    return error(401, "UNAUTHORIZED", "MissingCredentials")
+@router.get("/api/v2/admin/users/getCurrent")
+def current_user(who: Annotated[User, requires("api:admin-read")]) -> dict[str, Any]:
+    return {"id": who[0], "username": who[1]}
+
+
+@router.post("/api/v2/models/modelStudios/{studio_rid}/launch")
+def launch(studio_rid: str, fs: State, who: Annotated[User, requires("api:models-write", preview=True)]) -> Any:
+    studio = studio_of(fs, studio_rid)
+    if who[0] in studio.launch_denied_to:
+        raise FoundryError(403, "PERMISSION_DENIED", "LaunchModelStudioPermissionDenied", {"studioRid": studio_rid})
+    return fs.launch(studio, started_by=who[0]).to_json()
+
+
+def runs_of_config(fs: FoundryState, studio: Studio, raw: str | None) -> list[Run]:
+    """The studio's runs, newest first, of config version ``raw`` when given."""
+    runs = list(fs.runs.get(studio.rid, []))
+    if raw is None:
+        return runs
+    try:
+        version = int(raw)
+    except ValueError:
+        raise FoundryError(400, "INVALID_ARGUMENT", "InvalidArgument", {"configVersion": raw}) from None
+    if version > studio.config_version or version < 1:
+        raise FoundryError(
+            404,
+            "NOT_FOUND",
+            "ModelStudioConfigVersionNotFound",
+            {"studioRid": studio.rid, "configVersion": version},
+        )
+    return [r for r in runs if r.config_version == version]
+
+
+@router.get("/api/v2/models/modelStudios/{studio_rid}/runs", dependencies=[MODELS_READ])
+def list_runs(studio_rid: str, request: Request, fs: State) -> dict[str, Any]:
+    studio = studio_of(fs, studio_rid)
+    q = request.query_params
+    size = page_size(q.get("pageSize", "20"), 20, 1000)
+    runs = runs_of_config(fs, studio, q.get("configVersion"))
+    page, token = paged(fs, runs, size, q.get("pageToken"))
+    body: dict[str, Any] = {"data": [r.to_json() for r in page]}
+    if token:
+        body["nextPageToken"] = token
+    return body
+
+
+@router.get("/api/v2/orchestration/builds/{build_rid}", dependencies=[requires("api:orchestration-read")])
+def get_build(build_rid: str, fs: State) -> dict[str, Any]:
+    return build_of(fs, build_rid).build_json()
+
+
+# --- Orchestration: many builds in one request (CONTRACTS.md section D) --------------------------
+@router.post("/api/v2/orchestration/builds/getBatch", dependencies=[requires("api:orchestration-read")])
+async def get_builds_batch(request: Request, fs: State) -> dict[str, Any]:
+    try:
+        body = await request.json()
+        rids = [item["buildRid"] for item in body]
+        if not isinstance(body, list) or not all(isinstance(r, str) for r in rids):
+            raise TypeError
+    except (ValueError, TypeError, KeyError):
+        raise FoundryError(400, "INVALID_ARGUMENT", "InvalidArgument", {"body": "a JSON array of {buildRid}"}) from None
+    if not 1 <= len(rids) <= 100:
+        raise FoundryError(400, "INVALID_ARGUMENT", "InvalidArgument", {"size": len(rids)})
+    # Unknown RIDs are left out of the map rather than failing the call (as inferred in section D).
+    return {"data": {rid: run.build_json() for rid in rids if (run := fs.builds.get(rid)) is not None}}
+
+
+@router.post("/api/v2/orchestration/builds/{build_rid}/cancel")
+def cancel_build(build_rid: str, fs: State, who: Annotated[User, requires("api:orchestration-write")]) -> Response:
+    run = build_of(fs, build_rid)
+    if who[0] in run.studio.cancel_denied_to:
+        raise FoundryError(403, "PERMISSION_DENIED", "CancelBuildPermissionDenied", {"buildRid": build_rid})
+    with fs.lock:
+        if run.status() == "RUNNING":
+            run.cancelled_at = fs.clock.now()
+    return Response(status_code=204)
+
+
+@router.get("/api/v2/models/liveDeployments/{rid}", dependencies=[MODELS_READ])
+def get_live_deployment(rid: str, fs: State) -> dict[str, Any]:
+    live = fs.live.get(rid)
+    if live is None:
+        raise FoundryError(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": rid})
+    if not live.supported:
+        raise FoundryError(400, "INVALID_ARGUMENT", "UnsupportedLiveDeployment")
+    with fs.lock:
+        body = live.to_json(fs)
+        live.reads += 1
+    return body
+
+
+# --- Foundry's pages (the operators' extra links) --------------------------------------------
+pages = APIRouter()
+
+
+@pages.get("/workspace/model-studio/{studio_rid}/runs/{run_id}")
+def run_page(studio_rid: str, run_id: str, fs: State) -> Response:
+    run = next((r for r in fs.runs.get(studio_rid, []) if r.run_id == run_id), None)
+    if run is None:
+        return HTMLResponse("<h1>Run not found</h1>", status_code=404)
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in run.to_json().items()
+    )
+    return HTMLResponse(
+        f"<html><head><title>Model Studio run {html.escape(run_id)}</title></head><body>"
+        f"<h1>Model Studio run {html.escape(run_id)}</h1><p>Build status: <b>{run.status()}</b></p>"
+        f"<table>{rows}</table></body></html>"
+    )
+
+
+@pages.get("/workspace/model-live-deployments/{rid}")
+def live_page(rid: str, fs: State) -> Response:
+    live = fs.live.get(rid)
+    if live is None:
+        return HTMLResponse("<h1>Live deployment not found</h1>", status_code=404)
+    version, state, ready = live.current(fs)
+    return HTMLResponse(
+        f"<html><head><title>Live deployment</title></head><body><h1>Live deployment {html.escape(rid)}</h1>"
+        f"<p>Serving {html.escape(version)}: <b>{state}</b>, ready: {ready}</p></body></html>"
+    )
+
+
+@pages.get("/workspace/models/{model_rid}")
+def model_page(model_rid: str, fs: State) -> Response:
+    if model_rid not in fs.registry.models:
+        return HTMLResponse("<h1>Model not found</h1>", status_code=404)
+    with fs.lock:
+        versions = fs.registry.visible_versions(model_rid, fs.clock.now())
+    rows = "".join(
+        f"<tr><td>{html.escape(v.rid)}</td><td>{html.escape(v.branch)}</td>"
+        f"<td>{html.escape(str(v.source.get('type', '')))}</td></tr>"
+        for v in versions
+    )
+    return HTMLResponse(
+        f"<html><head><title>Model</title></head><body><h1>Model {html.escape(model_rid)}</h1>"
+        f"<table><tr><th>version</th><th>branch</th><th>source</th></tr>{rows}</table></body></html>"
+    )
+
+
+# --- control API: errors are {"error": ...} with 400 ----------------------------------------
+control = APIRouter(prefix="/_sandbox/foundry")
+
+
+def bad(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def scripted_studio(body: dict[str, Any]) -> Studio:
+    """A ``/_sandbox/foundry/studios`` body as a studio; ValueError with the reason."""
+    rid = body.get("rid")
+    if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
+        raise ValueError(f"rid must be a RID, got {rid!r}")
+    outcome = body.get("outcome", "SUCCEEDED")
+    if outcome not in ("SUCCEEDED", "FAILED"):
+        raise ValueError(f"outcome must be SUCCEEDED or FAILED, got {outcome!r}")
+    studio = Studio(
+        rid=rid,
+        outcome=outcome,
+        duration_s=float(body.get("duration_s", 2.0)),
+        config_version=int(body.get("config_version", 1)),
+        omit_build_status=bool(body.get("omit_build_status", False)),
+        launch_denied_to=tuple(body.get("launch_denied_to") or ()),
+        cancel_denied_to=tuple(body.get("cancel_denied_to") or ()),
+    )
+    if "metrics" in body:
+        studio.metrics = foundry_registry.check_metrics(body["metrics"])
+    if body.get("initial_metrics") is not None:
+        studio.initial_metrics = foundry_registry.check_metrics(body["initial_metrics"])[0]
+    return studio
+
+
+@control.post("/studios")
+async def script_studio(request: Request, fs: State) -> Response:
+    body = await request.json()
+    try:
+        studio = scripted_studio(body)
+    except ValueError as exc:
+        return bad(str(exc))
+    fs.add_studio(studio, model_rid=str(body["model_rid"]) if body.get("model_rid") else None)
+    return JSONResponse(
+        {"rid": studio.rid, "modelRid": studio.model_rid, "initialModelVersionRid": studio.initial_version_rid}
+    )
+
+
+def live_settings(fs: FoundryState, body: dict[str, Any]) -> dict[str, Any]:
+    """A ``/_sandbox/foundry/live-deployments`` body as deployment settings; ValueError with the reason."""
+    rid = body.get("rid")
+    if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
+        raise ValueError(f"rid must be a RID, got {rid!r}")
+    outcome = body.get("outcome", "ACTIVE")
+    if outcome not in ("ACTIVE", "FAILED", "DEGRADED", "DISABLED"):
+        raise ValueError(f"outcome must be ACTIVE, FAILED, DEGRADED or DISABLED, got {outcome!r}")
+    studio_rid = body.get("studio_rid")
+    if studio_rid is not None and studio_rid not in fs.studios:
+        raise ValueError(f"unknown studio_rid {studio_rid!r}: script the studio first")
+    transform = body.get("transform") or {}
+    settings: dict[str, Any] = {
+        "rollout_s": float(body.get("rollout_s", 2.0)),
+        "ready_after_s": float(body.get("ready_after_s", 1.0)),
+        "outcome": outcome,
+        "supported": bool(body.get("supported", True)),
+        "slope": float(transform.get("slope", 2.0)),
+        "intercept": float(transform.get("intercept", 1.0)),
+        "inference_timeouts": int(body.get("inference_timeouts", 0)),
+    }
+    if body.get("state"):  # a static deployment in a fixed state
+        settings.update(state=body["state"], is_ready=bool(body.get("is_ready", body["state"] == "ACTIVE")))
+    if body.get("steps"):
+        settings["steps"] = list(body["steps"])
+    for key in ("model_version_rid", "branch"):
+        if body.get(key):
+            settings[key] = str(body[key])
+    if body.get("model_rid") and studio_rid is None:
+        # Tracks a branch of a model: versions promoted there later are rolled out.
+        settings["track_branch"] = True
+    return settings
+
+
+@control.post("/live-deployments")
+async def script_live_deployment(request: Request, fs: State) -> Response:
+    body = await request.json()
+    try:
+        settings = live_settings(fs, body)
+    except ValueError as exc:
+        return bad(str(exc))
+    model_rid = str(body["model_rid"]) if body.get("model_rid") else None
+    live = fs.add_live_deployment(body["rid"], studio_rid=body.get("studio_rid"), model_rid=model_rid, **settings)
+    return JSONResponse(live.to_json(fs))
+
+
+def oauth_settings_of(fs: FoundryState, body: dict[str, Any]) -> None:
+    if "token_lifetime_s" in body:
+        fs.token_lifetime_s = int(body["token_lifetime_s"])
+    if body.get("revoke_all"):
+        fs.tokens.clear()
+    if "client_scopes" in body:
+        scopes = body["client_scopes"]
+        if scopes is None:
+            fs.client_scopes = ALL_SCOPES
+        elif not isinstance(scopes, list) or not set(scopes) <= ALL_SCOPES:
+            raise ValueError(f"client_scopes must be a list of {sorted(ALL_SCOPES)} (or null: all)")
+        else:
+            fs.client_scopes = frozenset(scopes)
+
+
+@control.post("/oauth")
+async def oauth_settings(request: Request, fs: State) -> Response:
+    body = await request.json()
+    with fs.lock:
+        try:
+            oauth_settings_of(fs, body)
+        except ValueError as exc:
+            return bad(str(exc))
+        return JSONResponse(
+            {
+                "token_lifetime_s": fs.token_lifetime_s,
+                "issued": len(fs.tokens),
+                "client_scopes": sorted(fs.client_scopes),
+            }
+        )
 
 
 def install(app: FastAPI) -> None:
-    state: SandboxState = app.state.sandbox
-    def fs() -> FoundryState:
-        return state.foundry
-
-    def user(request: Request) -> tuple[str, str] | None:
-        header = request.headers.get("authorization", "")
-        return fs().user_of(header[7:]) if header.startswith("Bearer ") else None
-
-    def check_auth(request: Request, scope: str | None = None) -> JSONResponse | None:
-        if not user(request):
-            return _unauthorized()
-        if scope is not None and scope not in fs().scopes_of(request.headers["authorization"][7:]):
-            return error(403, "PERMISSION_DENIED", "ApiUsageDenied", {"missingScope": scope})
-        return None
-
-    def scopes(request: Request) -> set[str] | None:
-        """The scopes an OAuth token was granted; None for a static token (all scopes)."""
-        header = request.headers.get("authorization", "")
-        with fs().lock:
-            granted = fs().token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
-        return None if granted is None else set(granted)
-
-    def check_preview(request: Request) -> JSONResponse | None:
-        if request.query_params.get("preview") != "true":
-            return error(400, "INVALID_ARGUMENT", "ApiFeaturePreviewUsageOnly")
-        return None
-
-    def guard(request: Request, preview: bool, scope: str | None = None) -> JSONResponse | None:
-        return check_auth(request, scope) or (check_preview(request) if preview else None)
-
-    @app.post("/multipass/api/oauth2/token")
-    async def token(request: Request) -> Response:
-        form = dict((await request.form()).items())
-        if form.get("grant_type") != "client_credentials":
-            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
-        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
-        value = "sbx-oauth-" + secrets.token_urlsafe(16)
-        asked = set(str(form.get("scope", "")).split()) - {"offline_access"}
-        with fs().lock:
-            lifetime = fs().token_lifetime_s
-            fs().tokens[value] = fs().clock.now() + lifetime
-            # The scopes asked for that the client may have; all the client's when none are asked.
-            granted = fs().client_scopes & asked if asked else fs().client_scopes
-            fs().token_scopes[value] = frozenset(granted)
-        return JSONResponse(
-            {"access_token": value, "token_type": "bearer", "expires_in": lifetime, "scope": " ".join(sorted(granted))}
-        )
-
-    @app.get("/api/v2/admin/users/getCurrent")
-    def current_user(request: Request) -> Response:
-        if (denied := check_auth(request, "api:admin-read")) is not None:
-            return denied
-        who = user(request)
-        assert who is not None
-        return JSONResponse({"id": who[0], "username": who[1]})
-
-    @app.post("/api/v2/models/modelStudios/{studio_rid}/launch")
-    def launch(studio_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True, "api:models-write")) is not None:
-            return denied
-        studio = fs().studios.get(studio_rid)
-        if studio is None:
-            return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
-        who = user(request)[0]  # type: ignore[index]
-        if who in studio.launch_denied_to:
-            return error(403, "PERMISSION_DENIED", "LaunchModelStudioPermissionDenied", {"studioRid": studio_rid})
-        return JSONResponse(fs().launch(studio, started_by=who).to_json())
-
-    @app.get("/api/v2/models/modelStudios/{studio_rid}/runs")
-    def list_runs(studio_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True, "api:models-read")) is not None:
-            return denied
-        studio = fs().studios.get(studio_rid)
-        if studio is None:
-            return error(404, "NOT_FOUND", "ModelStudioNotFound", {"studioRid": studio_rid})
-        q = request.query_params
-        try:
-            page_size = int(q.get("pageSize", "20"))
-            if not 1 <= page_size <= 1000:
-                raise ValueError
-        except ValueError:
-            return error(400, "INVALID_ARGUMENT", "InvalidPageSize", {"pageSize": q.get("pageSize")})
-        runs = list(fs().runs.get(studio_rid, []))
-        if "configVersion" in q:
-            try:
-                version = int(q["configVersion"])
-            except ValueError:
-                return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"configVersion": q["configVersion"]})
-            if version > studio.config_version or version < 1:
-                return error(
-                    404,
-                    "NOT_FOUND",
-                    "ModelStudioConfigVersionNotFound",
-                    {"studioRid": studio_rid, "configVersion": version},
-                )
-            runs = [r for r in runs if r.config_version == version]
-        offset = 0
-        if q.get("pageToken"):
-            with fs().lock:
-                found = fs().page_tokens.get(q["pageToken"])
-            if found is None:
-                return error(400, "INVALID_ARGUMENT", "InvalidPageToken", {"pageToken": q["pageToken"]})
-            offset = found
-        page = runs[offset : offset + page_size]
-        body: dict[str, Any] = {"data": [r.to_json() for r in page]}
-        if offset + page_size < len(runs):
-            # Opaque to clients, as Foundry's are.
-            token = "v1." + base64.urlsafe_b64encode(secrets.token_bytes(12)).decode().rstrip("=")
-            with fs().lock:
-                fs().page_tokens[token] = offset + page_size
-            body["nextPageToken"] = token
-        return JSONResponse(body)
-
-    @app.get("/api/v2/orchestration/builds/{build_rid}")
-    def get_build(build_rid: str, request: Request) -> Response:
-        if (denied := check_auth(request, "api:orchestration-read")) is not None:
-            return denied
-        run = fs().builds.get(build_rid)
-        if run is None:
-            return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
-        return JSONResponse(run.build_json())
-
-    # --- Orchestration: many builds in one request (CONTRACTS.md section D) ---------------------
-    @app.post("/api/v2/orchestration/builds/getBatch")
-    async def get_builds_batch(request: Request) -> Response:
-        if (denied := check_auth(request, "api:orchestration-read")) is not None:
-            return denied
-        try:
-            body = await request.json()
-            rids = [item["buildRid"] for item in body]
-            if not isinstance(body, list) or not all(isinstance(r, str) for r in rids):
-                raise TypeError
-        except (ValueError, TypeError, KeyError):
-            return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"body": "a JSON array of {buildRid}"})
-        if not 1 <= len(rids) <= 100:
-            return error(400, "INVALID_ARGUMENT", "InvalidArgument", {"size": len(rids)})
-        # Unknown RIDs are left out of the map rather than failing the call (as inferred in section D).
-        builds = {rid: run.build_json() for rid in rids if (run := fs().builds.get(rid)) is not None}
-        return JSONResponse({"data": builds})
-
-    @app.post("/api/v2/orchestration/builds/{build_rid}/cancel")
-    def cancel_build(build_rid: str, request: Request) -> Response:
-        if (denied := check_auth(request, "api:orchestration-write")) is not None:
-            return denied
-        run = fs().builds.get(build_rid)
-        if run is None:
-            return error(404, "NOT_FOUND", "BuildNotFound", {"buildRid": build_rid})
-        if user(request)[0] in run.studio.cancel_denied_to:  # type: ignore[index]
-            return error(403, "PERMISSION_DENIED", "CancelBuildPermissionDenied", {"buildRid": build_rid})
-        with fs().lock:
-            if run.status() == "RUNNING":
-                run.cancelled_at = fs().clock.now()
-        return Response(status_code=204)
-
-    @app.get("/api/v2/models/liveDeployments/{rid}")
-    def get_live_deployment(rid: str, request: Request) -> Response:
-        if (denied := guard(request, True, "api:models-read")) is not None:
-            return denied
-        live = fs().live.get(rid)
-        if live is None:
-            return error(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": rid})
-        if not live.supported:
-            return error(400, "INVALID_ARGUMENT", "UnsupportedLiveDeployment")
-        with fs().lock:
-            body = live.to_json(fs())
-            live.reads += 1
-        return JSONResponse(body)
-
-    @app.get("/workspace/model-studio/{studio_rid}/runs/{run_id}")
-    def run_page(studio_rid: str, run_id: str) -> Response:
-        run = next((r for r in fs().runs.get(studio_rid, []) if r.run_id == run_id), None)
-        if run is None:
-            return HTMLResponse("<h1>Run not found</h1>", status_code=404)
-        rows = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in run.to_json().items()
-        )
-        return HTMLResponse(
-            f"<html><head><title>Model Studio run {html.escape(run_id)}</title></head><body>"
-            f"<h1>Model Studio run {html.escape(run_id)}</h1><p>Build status: <b>{run.status()}</b></p>"
-            f"<table>{rows}</table></body></html>"
-        )
-
-    # --- control API -------------------------------------------------------------------------
-    @app.post("/_sandbox/foundry/studios")
-    async def script_studio(request: Request) -> Response:
-        body = await request.json()
-        rid = body.get("rid")
-        if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
-            return JSONResponse({"error": f"rid must be a RID, got {rid!r}"}, status_code=400)
-        outcome = body.get("outcome", "SUCCEEDED")
-        if outcome not in ("SUCCEEDED", "FAILED"):
-            return JSONResponse({"error": f"outcome must be SUCCEEDED or FAILED, got {outcome!r}"}, status_code=400)
-        studio = Studio(
-            rid=rid,
-            outcome=outcome,
-            duration_s=float(body.get("duration_s", 2.0)),
-            config_version=int(body.get("config_version", 1)),
-            omit_build_status=bool(body.get("omit_build_status", False)),
-            launch_denied_to=tuple(body.get("launch_denied_to") or ()),
-            cancel_denied_to=tuple(body.get("cancel_denied_to") or ()),
-        )
-        try:
-            if "metrics" in body:
-                studio.metrics = foundry_registry.check_metrics(body["metrics"])
-            if body.get("initial_metrics") is not None:
-                studio.initial_metrics = foundry_registry.check_metrics(body["initial_metrics"])[0]
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        fs().add_studio(studio, model_rid=str(body["model_rid"]) if body.get("model_rid") else None)
-        return JSONResponse(
-            {"rid": rid, "modelRid": studio.model_rid, "initialModelVersionRid": studio.initial_version_rid}
-        )
-
-    @app.post("/_sandbox/foundry/live-deployments")
-    async def script_live_deployment(request: Request) -> Response:
-        body = await request.json()
-        rid = body.get("rid")
-        if not isinstance(rid, str) or not rid.startswith(RID_PREFIX):
-            return JSONResponse({"error": f"rid must be a RID, got {rid!r}"}, status_code=400)
-        outcome = body.get("outcome", "ACTIVE")
-        if outcome not in ("ACTIVE", "FAILED", "DEGRADED", "DISABLED"):
-            return JSONResponse(
-                {"error": f"outcome must be ACTIVE, FAILED, DEGRADED or DISABLED, got {outcome!r}"}, status_code=400
-            )
-        studio_rid = body.get("studio_rid")
-        if studio_rid is not None and studio_rid not in fs().studios:
-            return JSONResponse(
-                {"error": f"unknown studio_rid {studio_rid!r}: script the studio first"}, status_code=400
-            )
-        settings: dict[str, Any] = {
-            "rollout_s": float(body.get("rollout_s", 2.0)),
-            "ready_after_s": float(body.get("ready_after_s", 1.0)),
-            "outcome": outcome,
-            "supported": bool(body.get("supported", True)),
-        }
-        if body.get("state"):  # a static deployment in a fixed state
-            settings.update(state=body["state"], is_ready=bool(body.get("is_ready", body["state"] == "ACTIVE")))
-        if body.get("steps"):
-            settings["steps"] = list(body["steps"])
-        if body.get("model_version_rid"):
-            settings["model_version_rid"] = str(body["model_version_rid"])
-        if body.get("branch"):
-            settings["branch"] = str(body["branch"])
-        if body.get("model_rid") and studio_rid is None:
-            # Tracks a branch of a model: versions promoted there later are rolled out.
-            settings["track_branch"] = True
-        transform = body.get("transform") or {}
-        settings["slope"] = float(transform.get("slope", 2.0))
-        settings["intercept"] = float(transform.get("intercept", 1.0))
-        settings["inference_timeouts"] = int(body.get("inference_timeouts", 0))
-        model_rid = str(body["model_rid"]) if body.get("model_rid") else None
-        live = fs().add_live_deployment(rid, studio_rid=studio_rid, model_rid=model_rid, **settings)
-        return JSONResponse(live.to_json(fs()))
-
-    foundry_registry.install(app, fs, guard, scopes)
-
-    @app.get("/workspace/model-live-deployments/{rid}")
-    def live_page(rid: str) -> Response:
-        live = fs().live.get(rid)
-        if live is None:
-            return HTMLResponse("<h1>Live deployment not found</h1>", status_code=404)
-        version, state, ready = live.current(fs())
-        return HTMLResponse(
-            f"<html><head><title>Live deployment</title></head><body><h1>Live deployment {html.escape(rid)}</h1>"
-            f"<p>Serving {html.escape(version)}: <b>{state}</b>, ready: {ready}</p></body></html>"
-        )
-
-    @app.get("/workspace/models/{model_rid}")
-    def model_page(model_rid: str) -> Response:
-        if model_rid not in fs().registry.models:
-            return HTMLResponse("<h1>Model not found</h1>", status_code=404)
-        with fs().lock:
-            versions = fs().registry.visible_versions(model_rid, time.time())
-        rows = "".join(
-            f"<tr><td>{html.escape(v.rid)}</td><td>{html.escape(v.branch)}</td>"
-            f"<td>{html.escape(str(v.source.get('type', '')))}</td></tr>"
-            for v in versions
-        )
-        return HTMLResponse(
-            f"<html><head><title>Model</title></head><body><h1>Model {html.escape(model_rid)}</h1>"
-            f"<table><tr><th>version</th><th>branch</th><th>source</th></tr>{rows}</table></body></html>"
-        )
-
-    @app.post("/_sandbox/foundry/oauth")
-    async def oauth_settings(request: Request) -> Response:
-        body = await request.json()
-        with fs().lock:
-            if "token_lifetime_s" in body:
-                fs().token_lifetime_s = int(body["token_lifetime_s"])
-            if body.get("revoke_all"):
-                fs().tokens.clear()
-            if "client_scopes" in body:
-                scopes = body["client_scopes"]
-                if scopes is None:
-                    fs().client_scopes = ALL_SCOPES
-                elif not isinstance(scopes, list) or not set(scopes) <= ALL_SCOPES:
-                    return JSONResponse(
-                        {"error": f"client_scopes must be a list of {sorted(ALL_SCOPES)} (or null: all)"},
-                        status_code=400,
-                    )
-                else:
-                    fs().client_scopes = frozenset(scopes)
-            return JSONResponse(
-                {
-                    "token_lifetime_s": fs().token_lifetime_s,
-                    "issued": len(fs().tokens),
-                    "client_scopes": sorted(fs().client_scopes),
-                }
-            )
+    for part in (router, foundry_registry.router, pages, control):
+        app.include_router(part)
+    app.add_exception_handler(FoundryError, on_error)

@@ -22,19 +22,17 @@ sandbox, as ``CONTRACTS.md`` section E describes them.
 
 from __future__ import annotations
 
-import base64
 import math
-import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from modelops_provider.sandbox.foundry_auth import FoundryError, State, granted_scopes, page_size, paged, requires
 
+if TYPE_CHECKING:
     from modelops_provider.sandbox.foundry import FoundryState, LiveDeployment, Run
 
 INPUT_NAME = "df_in"
@@ -397,223 +395,172 @@ def _error(code: str, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"errorCode": code, "errorName": name, "errorInstanceId": str(uuid.uuid4()), "parameters": parameters}
 
 
-def install(
-    app: FastAPI,
-    fs: Callable[[], FoundryState],
-    guard: Callable[[Request, bool], JSONResponse | None],
-    scopes: Callable[[Request], set[str] | None],
-) -> None:
-    """The section E routes. ``scopes`` gives an OAuth token's scopes (None: a static token, all)."""
+# --- the section E routes: on the Foundry router's auth and errors ---------------------------
+router = APIRouter(dependencies=[requires(preview=True)])
+Scopes = Annotated[set[str] | None, Depends(granted_scopes)]
 
-    def err(status: int, code: str, name: str, parameters: dict[str, Any] | None = None) -> JSONResponse:
-        return JSONResponse(_error(code, name, parameters or {}), status_code=status)
 
-    def page(
-        items: list[Any], q: dict[str, Any], default: int, maximum: int
-    ) -> tuple[list[Any], str | None] | JSONResponse:
-        try:
-            size = int(q.get("pageSize") or default)
-            if not 1 <= size <= maximum:
-                raise ValueError
-        except (TypeError, ValueError):
-            return err(400, "INVALID_ARGUMENT", "InvalidPageSize", {"pageSize": q.get("pageSize")})
-        offset = 0
-        if q.get("pageToken"):
-            with fs().lock:
-                found = fs().page_tokens.get(str(q["pageToken"]))
-            if found is None:
-                return err(400, "INVALID_ARGUMENT", "InvalidPageToken", {"pageToken": q["pageToken"]})
-            offset = found
-        token = None
-        if offset + size < len(items):
-            token = "v1." + base64.urlsafe_b64encode(secrets.token_bytes(12)).decode().rstrip("=")
-            with fs().lock:
-                fs().page_tokens[token] = offset + size
-        return items[offset : offset + size], token
+def model_known(fs: FoundryState, model_rid: str) -> None:
+    if model_rid not in fs.registry.models:
+        raise FoundryError(404, "NOT_FOUND", "ModelNotFound", {"modelRid": model_rid})
 
-    def model_missing(model_rid: str) -> JSONResponse | None:
-        if model_rid not in fs().registry.models:
-            return err(404, "NOT_FOUND", "ModelNotFound", {"modelRid": model_rid})
-        return None
 
-    @app.get("/api/v2/models/liveDeployments")
-    def list_live_deployments(request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        model_rid = request.query_params.get("modelRid", "")
-        if (missing := model_missing(model_rid)) is not None:
-            return missing
-        branch = request.query_params.get("branch")
-        with fs().lock:
-            data = []
-            for live in fs().live.values():
-                if live.model_rid == model_rid and live.supported and (branch is None or live.branch == branch):
-                    data.append(live.to_json(fs()))
-        return JSONResponse({"data": data})
+def with_token(body: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token:
+        body["nextPageToken"] = token
+    return body
 
-    @app.post("/api/v2/models/liveDeployments/{live_rid}/transformJson")
-    async def transform_json(live_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        granted = scopes(request)
-        if granted is not None and EXECUTE_SCOPE not in granted:
-            return err(
-                403, "PERMISSION_DENIED", "TransformJsonLiveDeploymentPermissionDenied", {"liveDeploymentRid": live_rid}
-            )
-        live: LiveDeployment | None = fs().live.get(live_rid)
-        if live is None:
-            return err(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": live_rid})
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        with fs().lock:
-            _, state, ready = live.current(fs())
-            if live.inference_timeouts > 0:
-                live.inference_timeouts -= 1
-                # 500, not 503: Foundry's client would retry a 503 without reading the error.
-                return err(500, "TIMEOUT", "InferenceTimeout", {"liveDeploymentRid": live_rid})
-        if state != "ACTIVE" or not ready:
-            return err(
-                400,
-                "INVALID_ARGUMENT",
-                "InferenceFailure",
-                {"liveDeploymentRid": live_rid, "errorMessage": f"the live deployment is not ready (state {state})"},
-            )
-        status, answer = transform(body, live_rid, live.slope, live.intercept)
-        return JSONResponse(answer, status_code=status)
 
-    @app.get("/api/v2/models/{model_rid}/versions")
-    def list_versions(model_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        if (missing := model_missing(model_rid)) is not None:
-            return missing
-        q = dict(request.query_params)
-        with fs().lock:
-            versions = fs().registry.visible_versions(model_rid, fs().clock.now(), q.get("branch"))
-        result = page(versions, q, 50, 1000)
-        if isinstance(result, JSONResponse):
-            return result
-        body: dict[str, Any] = {"data": [v.to_json() for v in result[0]]}
-        if result[1]:
-            body["nextPageToken"] = result[1]
-        return JSONResponse(body)
+@router.get("/api/v2/models/liveDeployments")
+def list_live_deployments(request: Request, fs: State) -> dict[str, Any]:
+    model_rid = request.query_params.get("modelRid", "")
+    model_known(fs, model_rid)
+    branch = request.query_params.get("branch")
+    with fs.lock:
+        return {
+            "data": [
+                live.to_json(fs)
+                for live in fs.live.values()
+                if live.model_rid == model_rid and live.supported and (branch is None or live.branch == branch)
+            ]
+        }
 
-    @app.get("/api/v2/models/{model_rid}/versions/{version_rid}")
-    def get_version(model_rid: str, version_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        version = fs().registry.versions.get(version_rid)
-        if version is None or version.model_rid != model_rid or not version.visible(fs().clock.now()):
-            return err(
-                404, "NOT_FOUND", "ModelVersionNotFound", {"modelRid": model_rid, "modelVersionRid": version_rid}
-            )
-        return JSONResponse(version.to_json())
 
-    @app.post("/api/v2/models/{model_rid}/promoteVersion")
-    async def promote(model_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        granted = scopes(request)
-        if granted is not None and WRITE_SCOPE not in granted:
-            return err(403, "PERMISSION_DENIED", "PromoteVersionModelPermissionDenied", {"modelRid": model_rid})
-        if (missing := model_missing(model_rid)) is not None:
-            return missing
+@router.post("/api/v2/models/liveDeployments/{live_rid}/transformJson")
+async def transform_json(live_rid: str, request: Request, fs: State, granted: Scopes) -> Response:
+    if granted is not None and EXECUTE_SCOPE not in granted:
+        raise FoundryError(
+            403, "PERMISSION_DENIED", "TransformJsonLiveDeploymentPermissionDenied", {"liveDeploymentRid": live_rid}
+        )
+    live: LiveDeployment | None = fs.live.get(live_rid)
+    if live is None:
+        raise FoundryError(404, "NOT_FOUND", "LiveDeploymentNotFound", {"liveDeploymentRid": live_rid})
+    try:
         body = await request.json()
-        source_rid = body.get("sourceModelVersionRid") if isinstance(body, dict) else None
-        now = fs().clock.now()
-        with fs().lock:
-            source = fs().registry.versions.get(source_rid) if isinstance(source_rid, str) else None
-            if source is None or not source.visible(now):
-                return err(
-                    404, "NOT_FOUND", "ModelVersionNotFound", {"modelRid": model_rid, "modelVersionRid": source_rid}
-                )
-            copy = fs().registry.add_version(
-                Version(
-                    rid("model-version"),
-                    model_rid,
-                    str(body.get("branch") or "master"),
-                    now,
-                    {"type": "promoted", "previousModelRid": source.model_rid, "previousModelVersionRid": source.rid},
-                )
-            )
-        return JSONResponse(copy.to_json())
+    except ValueError:
+        body = None
+    with fs.lock:
+        _, state, ready = live.current(fs)
+        if live.inference_timeouts > 0:
+            live.inference_timeouts -= 1
+            # 500, not 503: Foundry's client would retry a 503 without reading the error.
+            raise FoundryError(500, "TIMEOUT", "InferenceTimeout", {"liveDeploymentRid": live_rid})
+    if state != "ACTIVE" or not ready:
+        raise FoundryError(
+            400,
+            "INVALID_ARGUMENT",
+            "InferenceFailure",
+            {"liveDeploymentRid": live_rid, "errorMessage": f"the live deployment is not ready (state {state})"},
+        )
+    status, answer = transform(body, live_rid, live.slope, live.intercept)
+    return JSONResponse(answer, status_code=status)
 
-    @app.get("/api/v2/models/{model_rid}/experiments/{experiment_rid}")
-    def get_experiment(model_rid: str, experiment_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        experiment = fs().registry.experiments.get(experiment_rid)
-        params = {"experimentRid": experiment_rid, "modelRid": model_rid}
-        if experiment is None:
-            return err(404, "NOT_FOUND", "ExperimentNotFound", params)
-        if experiment.model_rid != model_rid:
-            return err(404, "NOT_FOUND", "ModelExperimentNotFound", params)
-        return JSONResponse(experiment.to_json(fs().clock.now()))
 
-    @app.post("/api/v2/models/{model_rid}/experiments/search")
-    async def search_experiments(model_rid: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        if (missing := model_missing(model_rid)) is not None:
-            return missing
-        body = await request.json() if (await request.body()).strip() else {}
-        now = fs().clock.now()
-        with fs().lock:
-            found = [e for e in fs().registry.experiments.values() if e.model_rid == model_rid]
-            rendered = [(e, e.to_json(now)) for e in found]
-        where = body.get("where")
-        try:
-            if where is not None:
-                rendered = [(e, j) for e, j in rendered if matches(where, j, e.name_of())]
-        except BadFilter as exc:
-            return err(400, "INVALID_ARGUMENT", "InvalidExperimentSearchFilter", {"reason": str(exc)})
-        order = body.get("orderBy") or {"field": "CREATED_TIME", "direction": "DESC"}
-        key = (lambda p: p[0].created) if order.get("field") == "CREATED_TIME" else (lambda p: p[0].name_of())
-        rendered.sort(key=key, reverse=order.get("direction") == "DESC")
-        result = page([j for _, j in rendered], body, 50, 100)
-        if isinstance(result, JSONResponse):
-            return result
-        answer: dict[str, Any] = {"data": result[0]}
-        if result[1]:
-            answer["nextPageToken"] = result[1]
-        return JSONResponse(answer)
+@router.get("/api/v2/models/{model_rid}/versions")
+def list_versions(model_rid: str, request: Request, fs: State) -> dict[str, Any]:
+    model_known(fs, model_rid)
+    q = dict(request.query_params)
+    with fs.lock:
+        versions = fs.registry.visible_versions(model_rid, fs.clock.now(), q.get("branch"))
+    page, token = paged(fs, versions, page_size(q.get("pageSize"), 50, 1000), q.get("pageToken"))
+    return with_token({"data": [v.to_json() for v in page]}, token)
 
-    @app.get("/api/v2/models/{model_rid}/experiments/{experiment_rid}/series/{series_name}/json")
-    def series_json(model_rid: str, experiment_rid: str, series_name: str, request: Request) -> Response:
-        if (denied := guard(request, True)) is not None:
-            return denied
-        experiment = fs().registry.experiments.get(experiment_rid)
-        if experiment is None or experiment.model_rid != model_rid:
-            return err(
-                404, "NOT_FOUND", "ModelExperimentNotFound", {"modelRid": model_rid, "experimentRid": experiment_rid}
+
+@router.get("/api/v2/models/{model_rid}/versions/{version_rid}")
+def get_version(model_rid: str, version_rid: str, fs: State) -> dict[str, Any]:
+    version = fs.registry.versions.get(version_rid)
+    if version is None or version.model_rid != model_rid or not version.visible(fs.clock.now()):
+        raise FoundryError(
+            404, "NOT_FOUND", "ModelVersionNotFound", {"modelRid": model_rid, "modelVersionRid": version_rid}
+        )
+    return version.to_json()
+
+
+@router.post("/api/v2/models/{model_rid}/promoteVersion")
+async def promote(model_rid: str, request: Request, fs: State, granted: Scopes) -> dict[str, Any]:
+    if granted is not None and WRITE_SCOPE not in granted:
+        raise FoundryError(403, "PERMISSION_DENIED", "PromoteVersionModelPermissionDenied", {"modelRid": model_rid})
+    model_known(fs, model_rid)
+    body = await request.json()
+    source_rid = body.get("sourceModelVersionRid") if isinstance(body, dict) else None
+    now = fs.clock.now()
+    with fs.lock:
+        source = fs.registry.versions.get(source_rid) if isinstance(source_rid, str) else None
+        if source is None or not source.visible(now):
+            raise FoundryError(
+                404, "NOT_FOUND", "ModelVersionNotFound", {"modelRid": model_rid, "modelVersionRid": source_rid}
             )
-        if series_name not in experiment.metrics:
-            return err(
-                404,
-                "NOT_FOUND",
-                "ExperimentSeriesNotFound",
-                {"modelRid": model_rid, "experimentRid": experiment_rid, "seriesName": series_name},
+        copy = fs.registry.add_version(
+            Version(
+                rid("model-version"),
+                model_rid,
+                str(body.get("branch") or "master"),
+                now,
+                {"type": "promoted", "previousModelRid": source.model_rid, "previousModelVersionRid": source.rid},
             )
-        now = fs().clock.now()
-        points = experiment.visible_points(series_name, now)
-        q = request.query_params
-        try:
-            offset = int(q.get("offset") or 0)
-            size = int(q.get("pageSize") or 200)
-            if offset < 0 or not 1 <= size <= 1000:
-                raise ValueError
-        except ValueError:
-            return err(400, "INVALID_ARGUMENT", "InvalidPageSize", {"pageSize": q.get("pageSize")})
-        start = experiment.created
-        span = experiment.run.duration_s if experiment.run is not None else 1.0
-        rows = [
-            {
-                "value": v,
-                "timestamp": int((start + span * (i + 1) / len(experiment.metrics[series_name])) * 1000),
-                "step": i,
-            }
-            for i, v in enumerate(points)
-        ][offset : offset + size]
-        return JSONResponse({"type": "doubleV1", "series": rows})
+        )
+    return copy.to_json()
+
+
+@router.get("/api/v2/models/{model_rid}/experiments/{experiment_rid}")
+def get_experiment(model_rid: str, experiment_rid: str, fs: State) -> dict[str, Any]:
+    experiment = fs.registry.experiments.get(experiment_rid)
+    params = {"experimentRid": experiment_rid, "modelRid": model_rid}
+    if experiment is None:
+        raise FoundryError(404, "NOT_FOUND", "ExperimentNotFound", params)
+    if experiment.model_rid != model_rid:
+        raise FoundryError(404, "NOT_FOUND", "ModelExperimentNotFound", params)
+    return experiment.to_json(fs.clock.now())
+
+
+@router.post("/api/v2/models/{model_rid}/experiments/search")
+async def search_experiments(model_rid: str, request: Request, fs: State) -> dict[str, Any]:
+    model_known(fs, model_rid)
+    body = await request.json() if (await request.body()).strip() else {}
+    now = fs.clock.now()
+    with fs.lock:
+        found = [e for e in fs.registry.experiments.values() if e.model_rid == model_rid]
+        rendered = [(e, e.to_json(now)) for e in found]
+    where = body.get("where")
+    try:
+        if where is not None:
+            rendered = [(e, j) for e, j in rendered if matches(where, j, e.name_of())]
+    except BadFilter as exc:
+        raise FoundryError(400, "INVALID_ARGUMENT", "InvalidExperimentSearchFilter", {"reason": str(exc)}) from None
+    order = body.get("orderBy") or {"field": "CREATED_TIME", "direction": "DESC"}
+    key = (lambda p: p[0].created) if order.get("field") == "CREATED_TIME" else (lambda p: p[0].name_of())
+    rendered.sort(key=key, reverse=order.get("direction") == "DESC")
+    page, token = paged(fs, [j for _, j in rendered], page_size(body.get("pageSize"), 50, 100), body.get("pageToken"))
+    return with_token({"data": page}, token)
+
+
+@router.get("/api/v2/models/{model_rid}/experiments/{experiment_rid}/series/{series_name}/json")
+def series_json(model_rid: str, experiment_rid: str, series_name: str, request: Request, fs: State) -> dict[str, Any]:
+    experiment = fs.registry.experiments.get(experiment_rid)
+    if experiment is None or experiment.model_rid != model_rid:
+        raise FoundryError(
+            404, "NOT_FOUND", "ModelExperimentNotFound", {"modelRid": model_rid, "experimentRid": experiment_rid}
+        )
+    if series_name not in experiment.metrics:
+        raise FoundryError(
+            404,
+            "NOT_FOUND",
+            "ExperimentSeriesNotFound",
+            {"modelRid": model_rid, "experimentRid": experiment_rid, "seriesName": series_name},
+        )
+    points = experiment.visible_points(series_name, fs.clock.now())
+    q = request.query_params
+    try:
+        offset = int(q.get("offset") or 0)
+        size = int(q.get("pageSize") or 200)
+        if offset < 0 or not 1 <= size <= 1000:
+            raise ValueError
+    except ValueError:
+        raise FoundryError(400, "INVALID_ARGUMENT", "InvalidPageSize", {"pageSize": q.get("pageSize")}) from None
+    start = experiment.created
+    span = experiment.run.duration_s if experiment.run is not None else 1.0
+    count = len(experiment.metrics[series_name])
+    rows = [
+        {"value": v, "timestamp": int((start + span * (i + 1) / count) * 1000), "step": i} for i, v in enumerate(points)
+    ]
+    return {"type": "doubleV1", "series": rows[offset : offset + size]}
