@@ -9,10 +9,10 @@ import json
 import threading
 import time
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from modelops_provider.sandbox.clock import Clock, check_seconds
@@ -188,52 +188,65 @@ class SandboxMiddleware:
         raise ConnectionAbortedError("sandbox fault: connection dropped on purpose")
 
 
+def sandbox(request: Request) -> SandboxState:
+    return request.app.state.sandbox  # type: ignore[no-any-return]
+
+
+Sandbox = Annotated[SandboxState, Depends(sandbox)]
+control = APIRouter(prefix="/_sandbox")
+
+
+@control.post("/reset")
+def reset(state: Sandbox) -> dict[str, Any]:
+    state.reset()
+    return {"ok": True}
+
+
+@control.get("/requests")
+def requests(state: Sandbox) -> list[dict[str, Any]]:
+    with state.lock:
+        return [dict(e) for e in state.requests]
+
+
+@control.get("/clock")
+def clock(state: Sandbox) -> dict[str, Any]:
+    return state.clock.to_json()
+
+
+@control.post("/clock")
+async def set_clock(request: Request, state: Sandbox) -> JSONResponse:
+    """``{"mode": "manual" | "wall"}`` and/or ``{"advance_s": N}`` (the mode changes first)."""
+    body = await request.json() if await request.body() else {}
+    if not isinstance(body, dict) or set(body) - {"mode", "advance_s"}:
+        return JSONResponse({"error": f"need {{'mode': 'manual'|'wall', 'advance_s': N}}, got {body!r}"}, 400)
+    try:
+        check_seconds(body.get("advance_s", 0))  # nothing changes when any of it is wrong
+        if "mode" in body:
+            state.clock.set_mode(body["mode"])
+        if "advance_s" in body:
+            state.clock.advance(body["advance_s"])
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse(state.clock.to_json())
+
+
+@control.post("/faults")
+async def faults(request: Request, state: Sandbox) -> JSONResponse:
+    body = await request.json()
+    match = body.get("match") or {}
+    responses = body.get("responses") or []
+    if not isinstance(match, dict) or not isinstance(responses, list) or not responses:
+        return JSONResponse({"error": "need {'match': {...}, 'responses': [...]}"}, status_code=400)
+    with state.lock:
+        state.faults.append({"match": match, "responses": list(responses)})
+    return JSONResponse({"ok": True, "pending": len(responses)})
+
+
 def create_app(state: SandboxState | None = None) -> FastAPI:
     state = state or SandboxState()
     app = FastAPI(title="modelops sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json")
     app.state.sandbox = state
-
-    @app.post("/_sandbox/reset")
-    def reset() -> dict[str, Any]:
-        state.reset()
-        return {"ok": True}
-
-    @app.get("/_sandbox/requests")
-    def requests() -> list[dict[str, Any]]:
-        with state.lock:
-            return [dict(e) for e in state.requests]
-
-    @app.get("/_sandbox/clock")
-    def clock() -> dict[str, Any]:
-        return state.clock.to_json()
-
-    @app.post("/_sandbox/clock")
-    async def set_clock(request: Request) -> JSONResponse:
-        """``{"mode": "manual" | "wall"}`` and/or ``{"advance_s": N}`` (the mode changes first)."""
-        body = await request.json() if await request.body() else {}
-        if not isinstance(body, dict) or set(body) - {"mode", "advance_s"}:
-            return JSONResponse({"error": f"need {{'mode': 'manual'|'wall', 'advance_s': N}}, got {body!r}"}, 400)
-        try:
-            check_seconds(body.get("advance_s", 0))  # nothing changes when any of it is wrong
-            if "mode" in body:
-                state.clock.set_mode(body["mode"])
-            if "advance_s" in body:
-                state.clock.advance(body["advance_s"])
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(state.clock.to_json())
-
-    @app.post("/_sandbox/faults")
-    async def faults(request: Request) -> JSONResponse:
-        body = await request.json()
-        match = body.get("match") or {}
-        responses = body.get("responses") or []
-        if not isinstance(match, dict) or not isinstance(responses, list) or not responses:
-            return JSONResponse({"error": "need {'match': {...}, 'responses': [...]}"}, status_code=400)
-        with state.lock:
-            state.faults.append({"match": match, "responses": list(responses)})
-        return JSONResponse({"ok": True, "pending": len(responses)})
-
+    app.include_router(control)
     for module in service_modules():
         module.install(app)
     app.add_middleware(SandboxMiddleware, state=state)
