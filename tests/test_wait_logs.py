@@ -16,6 +16,8 @@ from modelops_provider.foundry.hooks import FoundryHook
 from modelops_provider.foundry.triggers import ModelStudioRunTrigger
 
 STUDIO = "ri.models.main.model-studio.77777777-7777-4777-8777-777777777777"
+BUILDS_PATH = "/api/v2/orchestration/builds"
+RUNS_PATH = f"/api/v2/models/modelStudios/{STUDIO}/runs"
 
 
 @pytest.fixture
@@ -108,7 +110,7 @@ def test_a_handed_over_wait_logs_all_but_its_end():
     assert logged == ["run r: PENDING (0s elapsed)", "run r: RUNNING (0s elapsed)", "run r: SUCCESS (0s elapsed)"]
 
 
-def test_no_progress_line_before_the_interval(modelops_sandbox, monkeypatch, capfd):
+def test_no_progress_line_before_the_interval(modelops_sandbox, modelops_sandbox_clock, monkeypatch, capfd):
     monkeypatch.delenv("AIRFLOW__MODELOPS__PROGRESS_LOG_INTERVAL", raising=False)
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=1.0)
     run = FoundryHook().launch_model_studio(STUDIO)
@@ -119,7 +121,9 @@ def test_no_progress_line_before_the_interval(modelops_sandbox, monkeypatch, cap
     async def first() -> dict:
         return (await trigger.run().__anext__()).payload
 
-    assert asyncio.run(first())["status"] == "done"
+    # The build ends once the trigger has seen it RUNNING, however slow the machine.
+    with modelops_sandbox_clock.advancing(1.0, path_prefix=BUILDS_PATH):
+        assert asyncio.run(first())["status"] == "done"
     text = "".join(capfd.readouterr())
     assert _lines(text, "build RUNNING") and not _lines(text, "still "), text
 
@@ -136,9 +140,13 @@ def _launch_dag(dag_id: str, **kwargs):
 
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
-def test_operator_logs_progress_and_a_summary_line(modelops_sandbox, every_half_second, capfd, deferrable):
+def test_operator_logs_progress_and_a_summary_line(
+    modelops_sandbox, modelops_sandbox_clock, every_half_second, capfd, deferrable
+):
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=1.6)
-    result = run_dag(_launch_dag(f"t_wait_logs_{deferrable}", deferrable=deferrable))
+    # The build ends after eight polls at 0.1 s: at least 0.7 s of RUNNING, past one progress interval.
+    with modelops_sandbox_clock.advancing(1.6, after=8, path_prefix=(BUILDS_PATH, RUNS_PATH)):
+        result = run_dag(_launch_dag(f"t_wait_logs_{deferrable}", deferrable=deferrable))
     assert result.state == "success"
     ti = result.task("train")
     run_id, version = ti.xcom["run_id"], ti.xcom["return_value"]["resolvedOutputs"]["model"]["modelVersionRid"]
@@ -156,7 +164,7 @@ def test_operator_logs_progress_and_a_summary_line(modelops_sandbox, every_half_
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_sensor_logs_progress_and_a_summary_line(modelops_sandbox, every_half_second, capfd):
+def test_sensor_logs_progress_and_a_summary_line(modelops_sandbox, modelops_sandbox_clock, every_half_second, capfd):
     from airflow.sdk import DAG
 
     from modelops_provider.foundry.sensors import ModelStudioRunSensor
@@ -165,7 +173,8 @@ def test_sensor_logs_progress_and_a_summary_line(modelops_sandbox, every_half_se
     run = FoundryHook().launch_model_studio(STUDIO)
     with DAG("t_wait_logs_sensor", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         ModelStudioRunSensor(task_id="wait", model_studio_rid=STUDIO, run_id=run.run_id, poke_interval=0.1, timeout=30)
-    assert run_dag(dag).state == "failed"
+    with modelops_sandbox_clock.advancing(1.6, after=8, path_prefix=RUNS_PATH):
+        assert run_dag(dag).state == "failed"
     text = "".join(capfd.readouterr())
     assert _lines(text, f"Model Studio run {run.run_id}: still build RUNNING ("), text
     assert len(_lines(text, f"Foundry training run {run.run_id}: failed after ")) == 1, text

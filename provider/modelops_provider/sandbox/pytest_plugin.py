@@ -18,6 +18,9 @@ still (runs stay RUNNING, Pluto never reaps) until the test moves it::
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -68,6 +71,59 @@ class SandboxClock:
     def wall(self) -> None:
         """Let time flow again, from where it stands."""
         self._control.clock(mode="wall")
+
+    @contextlib.contextmanager
+    def advancing(
+        self,
+        seconds: float,
+        *,
+        after: int = 1,
+        path_prefix: str | tuple[str, ...] = "",
+        method: str | None = None,
+        timeout: float = 60,
+    ) -> Iterator[None]:
+        """Advance the clock by ``seconds`` once the sandbox has received ``after`` more requests
+        under ``path_prefix`` (one or several prefixes; ``method``: of that method), counted from
+        entering the block, from a background thread: the block can be a ``dag.test()`` or an
+        ``asyncio.run()`` that waits meanwhile::
+
+            with modelops_sandbox_clock.advancing(1800, after=2, path_prefix="/api/v2/orchestration"):
+                run_dag(dag)  # polls twice while RUNNING, then the run has ended
+
+        Leaving the block fails the test if those requests did not come within ``timeout`` seconds
+        (the clock is advanced then anyway, so that nothing waits forever)."""
+        prefixes = (path_prefix,) if isinstance(path_prefix, str) else path_prefix
+
+        def count(control: SandboxControl) -> int:
+            return sum(1 for r in control.requests(method=method) if r["path"].startswith(prefixes))
+
+        before = count(self._control)
+        on_time, stop = threading.Event(), threading.Event()
+
+        def watch() -> None:
+            # A client of its own: the control client is not shared across threads.
+            control = SandboxControl(self._control.url)
+            deadline = time.monotonic() + timeout
+            try:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    if count(control) - before >= after:
+                        on_time.set()
+                        break
+                    stop.wait(0.02)
+                if not stop.is_set():
+                    control.advance(seconds)
+            finally:
+                control.close()
+
+        watcher = threading.Thread(target=watch, name="sandbox-clock", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+        if not on_time.is_set():
+            raise AssertionError(f"the sandbox clock was not advanced: fewer than {after} requests to {prefixes} came")
 
 
 @pytest.fixture

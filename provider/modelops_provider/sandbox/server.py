@@ -92,6 +92,9 @@ class SandboxControl:
         self.url = url
         self._client = httpx.Client(base_url=url, timeout=10)
 
+    def close(self) -> None:
+        self._client.close()
+
     def post(self, path: str, body: Any = None) -> Any:
         """POST a control request (``/_sandbox/...``) and return its JSON answer."""
         return self._post(path, body)
