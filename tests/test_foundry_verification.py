@@ -142,7 +142,7 @@ def test_gate_with_a_bare_version_rid_and_bad_input(modelops_sandbox, capfd):
 
     _script(modelops_sandbox, accuracy=0.93, loss=0.21)
     run = FoundryHook().launch_model_studio(STUDIO)
-    time.sleep(0.4)
+    modelops_sandbox.control.advance(0.4)
     version = FoundryHook().get_model_studio_run(STUDIO, run.run_id).resolved_outputs["model"]
     before = len(modelops_sandbox.control.requests(path_prefix="/api/v2/models"))
 
@@ -187,7 +187,7 @@ def _trained_version(sandbox) -> str:
     sandbox.control.foundry_studio(sf.SUCCEEDING_STUDIO, duration_s=0.2)
     hook = FoundryHook()
     run = hook.launch_model_studio(sf.SUCCEEDING_STUDIO)
-    time.sleep(0.3)
+    sandbox.control.advance(0.2)
     return hook.get_model_studio_run(sf.SUCCEEDING_STUDIO, run.run_id).resolved_outputs["model"].model_version_rid
 
 
@@ -224,7 +224,8 @@ def test_promotion_returns_the_new_version_and_emits_an_asset_event(modelops_san
         "PROMOTED",
     )
     assert record["verdict"] == "promoted to branch prod"
-    # The prod deployment tracks the branch: it rolls the new version out.
+    # The prod deployment tracks the branch: it rolls the new version out (in 2 s of sandbox time).
+    modelops_sandbox.control.advance(2)
     deadline = time.time() + 10
     while FoundryHook().get_live_deployment(sf.PROD_LIVE_DEPLOYMENT).model_version.model_version_rid != new:
         assert time.time() < deadline, "the prod deployment never served the promoted version"
@@ -380,7 +381,7 @@ def test_hook_experiments_series_and_deployments(modelops_sandbox):
     hook = FoundryHook()
     _script(modelops_sandbox, accuracy=[0.5, 0.9, 0.8], loss=0.2)
     run = hook.launch_model_studio(STUDIO)
-    time.sleep(0.4)
+    modelops_sandbox.control.advance(0.4)
     output_ = hook.get_model_studio_run(STUDIO, run.run_id).resolved_outputs["model"]
     experiment = hook.get_experiment(output_.model_rid, output_.experiment_rid)
     assert (experiment.metric("accuracy", "MAX"), experiment.metric("accuracy", "LAST")) == (0.9, 0.8)

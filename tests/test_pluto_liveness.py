@@ -47,9 +47,9 @@ def test_settings_default_to_the_real_timings_and_are_validated(modelops_sandbox
     }
     bad = httpx.post(f"{modelops_sandbox.url}/_sandbox/pluto/settings", json={"grace": 1})
     assert bad.status_code == 400 and "heartbeat_grace_s" in bad.text
-    # With the real timings, a run is not reaped within a test's lifetime.
+    # With the real timings, a quiet run is not reaped before its 1800 s stale grace.
     run = PlutoHook().create_run("p", "r")
-    time.sleep(0.3)
+    control.advance(1790)
     assert stored(control, run.run_id)["status"] == "RUNNING"
 
 
@@ -74,19 +74,21 @@ def test_a_run_that_never_pings_is_reaped_stale_after_the_stale_grace(modelops_s
     assert stored(control, quiet.run_id)["status"] == "RUNNING"
 
 
-def test_heartbeats_keep_a_run_alive_and_their_end_reaps_it_after_the_heartbeat_grace(modelops_sandbox):
+def test_heartbeats_keep_a_run_alive_and_their_end_reaps_it_after_the_heartbeat_grace(
+    modelops_sandbox, modelops_sandbox_clock
+):
     control = modelops_sandbox.control
     # A stale grace far away: what reaps here is the heartbeat grace, which applies once a run pinged.
     control.pluto_settings(heartbeat_grace_s=0.5, stale_grace_s=3600, monitor_interval_s=0.1, heartbeat_coalesce_s=0)
     hook = PlutoHook()
     run = hook.create_run("p", "r")
-    time.sleep(0.5)  # the warm-up (one grace after the py service started) is over
+    modelops_sandbox_clock.advance(0.5)  # the warm-up (one grace after the py service started) is over
     for _ in range(10):
         assert hook.heartbeat(run.run_id).status == "RUNNING"
-        time.sleep(0.1)
+        modelops_sandbox_clock.advance(0.1)
     assert stored(control, run.run_id)["status"] == "RUNNING"
     assert stored(control, run.run_id)["heartbeats"] == 10
-    time.sleep(0.8)
+    modelops_sandbox_clock.advance(0.8)
     reaped = stored(control, run.run_id)
     assert reaped["status"] == "FAILED"
     assert reaped["statusMetadata"]["reason"] == "heartbeat-timeout"

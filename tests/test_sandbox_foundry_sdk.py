@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import foundry_sdk  # a test dependency (the "test" extra)
 import pytest
 
@@ -31,7 +29,7 @@ def test_models_and_builds_parse_with_the_sdk(client, modelops_sandbox):
     assert len(listed) == 4
     build = client.orchestration.Build.get(run.build_rid)
     assert build.status in ("RUNNING", "SUCCEEDED")
-    time.sleep(0.4)
+    modelops_sandbox.control.advance(0.3)  # the run's 0.3 s pass in the sandbox, not in the test
     done = next(r for r in client.models.ModelStudio.Run.list(STUDIO, preview=True) if r.run_id == run.run_id)
     assert done.build_status == "SUCCEEDED"
     assert done.resolved_outputs["model"].model_version_rid.startswith("ri.models.main.model-version.")
@@ -63,7 +61,7 @@ def test_sdk_confidential_client_auth(modelops_sandbox):
 def _trained(client, modelops_sandbox, **studio):
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.2, **studio)
     run = client.models.ModelStudio.launch(STUDIO, preview=True)
-    time.sleep(0.3)
+    modelops_sandbox.control.advance(0.2)
     return next(r for r in client.models.ModelStudio.Run.list(STUDIO, preview=True) if r.run_id == run.run_id)
 
 
