@@ -22,8 +22,10 @@ demo: setup
 
 test: test-unit test-deployment
 
+# Four workers on any machine: the tests mostly wait on loopback I/O; each worker has its own
+# Airflow home and database and its own sandbox port (tests/conftest.py).
 test-unit: setup
-	$(BIN)/python -m pytest -q -p no:randomly
+	$(BIN)/python -m pytest -q -p no:randomly -n 4
 
 # A real Airflow (api-server, scheduler, dag-processor, triggerer as processes) and the sandbox.
 test-deployment: setup

@@ -31,9 +31,11 @@ def _launches(sandbox) -> int:
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
-def test_launch_and_wait_succeeds(modelops_sandbox, deferrable, capfd):
+def test_launch_and_wait_succeeds(modelops_sandbox, modelops_sandbox_clock, deferrable, capfd):
     modelops_sandbox.control.foundry_studio(STUDIO, duration_s=0.6)
-    result = run_dag(_dag(f"t_success_{deferrable}", deferrable=deferrable))
+    # The build ends once the wait has seen it RUNNING (the worker reads the runs, a trigger the builds).
+    with modelops_sandbox_clock.advancing(0.6, path_prefix=(RUNS_PATH, "/api/v2/orchestration/builds")):
+        result = run_dag(_dag(f"t_success_{deferrable}", deferrable=deferrable))
     assert result.state == "success"
     ti = result.task("train")
     run = ti.xcom["return_value"]
