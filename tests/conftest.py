@@ -21,15 +21,48 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """Create the metadata database once per session."""
-    from airflow.utils import db
+def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Create the metadata database once per session (per xdist worker: each has its own home)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The workers' basetemps share a parent: one worker creates the schema, the others copy it.
+        _copy_of_a_shared_db(tmp_path_factory.getbasetemp().parent / "airflow-db-template")
+    else:
+        from airflow.utils import db
 
-    db.resetdb()
+        db.resetdb()
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     DagBundlesManager().sync_bundles_to_db()
     return _HOME
+
+
+def _copy_of_a_shared_db(shared: Path) -> None:
+    """``resetdb()`` costs seconds of CPU per worker; the first worker to get here runs it and
+    leaves a copy in ``shared``, the others copy that into their own home."""
+    import shutil
+    import time
+
+    from airflow import settings
+
+    shared.mkdir(exist_ok=True)
+    template, ready = shared / "airflow.db", shared / "ready"
+    try:
+        os.close(os.open(shared / "building", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            assert time.monotonic() < deadline, f"no template database appeared in {shared}"
+            time.sleep(0.1)
+        settings.engine.dispose()  # nothing may hold the file being replaced
+        shutil.copyfile(template, _HOME / "airflow.db")
+        return
+    from airflow.utils import db
+
+    db.resetdb()
+    settings.engine.dispose()
+    shutil.copyfile(_HOME / "airflow.db", shared / "airflow.db.part")
+    (shared / "airflow.db.part").rename(template)
+    ready.touch()
 
 
 @pytest.fixture(scope="session")
