@@ -154,11 +154,12 @@ def test_429_retry_honours_retry_after(hook, modelops_sandbox):
 def test_retry_after_as_http_date(hook, modelops_sandbox):
     from email.utils import formatdate
 
+    run = hook.launch_model_studio(STUDIO)
+    # The date is set just before the read (a slow launch must not eat into it); whole seconds: 1-2 s away.
     modelops_sandbox.control.fault(
         [{"status": 503, "headers": {"Retry-After": formatdate(time.time() + 2, usegmt=True)}}],
         path_prefix="/api/v2/orchestration/builds",
     )
-    run = hook.launch_model_studio(STUDIO)
     started = time.monotonic()
     hook.get_build(run.build_rid)
     assert 0.9 <= time.monotonic() - started < 3.5
