@@ -25,7 +25,7 @@ test: test-unit test-deployment
 # Four workers on any machine: the tests mostly wait on loopback I/O; each worker has its own
 # Airflow home and database and its own sandbox port (tests/conftest.py).
 test-unit: setup
-	$(BIN)/python -m pytest -q -p no:randomly -n 4
+	$(BIN)/python -m pytest -q -p no:randomly -n 4 --dist loadfile
 
 # A real Airflow (api-server, scheduler, dag-processor, triggerer as processes) and the sandbox.
 test-deployment: setup

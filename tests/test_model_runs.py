@@ -509,6 +509,16 @@ def test_page_escapes_record_values_and_links_only_http_urls():
     assert 'href="/dags/d/runs/r%2B1/tasks/t"' in html
 
 
+@pytest.fixture
+def auth_manager():
+    """The auth manager, initialized as the api-server does at start: the plugin app resolves tokens
+    through it. Serially an earlier test's app has done it; an xdist worker may have run none."""
+    from airflow.api_fastapi.app import init_auth_manager
+
+    return init_auth_manager()
+
+
+@pytest.mark.usefixtures("auth_manager")
 def test_plugin_app_refuses_an_unauthenticated_request():
     from fastapi.testclient import TestClient
 
@@ -521,6 +531,7 @@ def test_plugin_app_refuses_an_unauthenticated_request():
     assert client.get("/runs", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
 
 
+@pytest.mark.usefixtures("auth_manager")
 def test_the_plugin_app_itself_requires_a_login():
     """The app-level ``requires_authenticated()`` dependency, not each route's readable-DAG filter
     (which needs a login too), is what guards a route that reads no DAG: a route added later without
@@ -545,6 +556,7 @@ def test_the_plugin_app_itself_requires_a_login():
     assert (answer.status_code, answer.json()) == (200, "served")
 
 
+@pytest.mark.usefixtures("auth_manager")
 def test_the_plugin_app_shows_a_logged_in_user_only_the_dags_they_may_read(stored):
     """Through the app's routes, as the API server serves them: the list and the task tab take the
     auth manager's readable-DAGs filter (here narrowed to one DAG, as a role limited to it would)."""
