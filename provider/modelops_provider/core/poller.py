@@ -84,7 +84,17 @@ class Waiter:
     provider does not know always does: the trigger's wait bounds how long it may last.
     """
 
-    __slots__ = ("__weakref__", "_future", "_last_summary", "_pending", "busy", "interval", "state", "trigger")
+    __slots__ = (
+        "__weakref__",
+        "_future",
+        "_last_status",
+        "_last_summary",
+        "_pending",
+        "busy",
+        "interval",
+        "state",
+        "trigger",
+    )
 
     def __init__(self, trigger: PollingTrigger) -> None:
         # Typed loosely: each source reads the fields of its own trigger class.
@@ -96,14 +106,24 @@ class Waiter:
         self._future: asyncio.Future[Result] | None = None
         self._pending: Result | None = None
         self._last_summary: str | None = None
+        self._last_status: str | None = None
+
+    def unchanged(self, status: str) -> bool:
+        """True when the last result handed over found ``status`` and was still waiting, so that a
+        look finding it again says nothing new: a source whose summary follows from the status alone
+        then skips building the result (most looks of most waits change nothing)."""
+        return status == self._last_status
 
     def deliver(self, result: Result) -> None:
         if isinstance(result, Snapshot):
-            if result.summary == self._last_summary and not (result.outcome.terminal or result.unknown_status):
+            waiting = not (result.outcome.terminal or result.unknown_status)
+            self._last_status = result.status if waiting else None
+            if result.summary == self._last_summary and waiting:
                 return
             self._last_summary = result.summary
         else:
-            self._last_summary = None  # the next success must reach the trigger (it resets the misses)
+            # The next success must reach the trigger (it resets the misses).
+            self._last_summary = self._last_status = None
         future = self._future
         if future is not None and not future.done():
             future.set_result(result)

@@ -42,7 +42,7 @@ class ModelStudioRunSource(PollSource):
             build = builds.get(waiter.trigger.build_rid)
             if build is None:  # not returned (unknown, or not visible): the run's own look says why
                 unknown.append(waiter)
-            else:
+            elif not waiter.unchanged(build.status):
                 results[waiter] = build_snapshot(waiter.trigger.run_id, build)
         if unknown:
             results.update(zip(unknown, await asyncio.gather(*(self.look(w) for w in unknown)), strict=True))
