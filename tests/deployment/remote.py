@@ -12,7 +12,9 @@ from airflow_deployment import AirflowDeployment
 
 FOUNDRY_RUNS = "/api/v2/models/modelStudios/{studio}/runs"
 FOUNDRY_BUILD = "/api/v2/orchestration/builds/{build}"
+FOUNDRY_BATCH = "/api/v2/orchestration/builds/getBatch"
 DUCKLAKE_RUN = "/v1/model-runs/{run}"
+DUCKLAKE_RUNS = "/v1/model-runs"
 # Marks the test's own look-ups in the request log, so that they never count as the provider's polls.
 OBSERVER = {"observer": "deployment-test"}
 
@@ -88,13 +90,28 @@ class RemoteRuns:
         ]
 
     def polls(self, run: Run) -> list[dict[str, Any]]:
-        """GET requests that look at ``run`` (for Foundry: at its studio's runs or its build)."""
+        """Requests that look at ``run``. For DuckLake GETs of the run, and every read of the runs
+        list filtered by status; for Foundry GETs of its studio's runs or its build, and every
+        ``builds/getBatch``. The triggerer's shared poller reads through those batched requests
+        (Foundry builds 100 per request, DuckLake's running runs in a page), and the request log keeps
+        no bodies: one counts as a look at each run waited on meanwhile (the tests wait on one run
+        per service at a time)."""
         if self.system == "foundry":
             paths = (FOUNDRY_RUNS.format(studio=self.key), FOUNDRY_BUILD.format(build=run.cancel_key))
         else:
             paths = (DUCKLAKE_RUN.format(run=run.id),)
         return [
             r
-            for r in self.deployment.requests(method="GET")
-            if r["path"].startswith(paths) and (r.get("query") or {}).get("observer") != OBSERVER["observer"]
+            for r in self.deployment.requests()
+            if (
+                (r["method"] == "GET" and r["path"].startswith(paths))
+                or (self.system == "foundry" and r["method"] == "POST" and r["path"] == FOUNDRY_BATCH)
+                or (
+                    self.system == "ducklake"
+                    and r["method"] == "GET"
+                    and r["path"] == DUCKLAKE_RUNS
+                    and "status" in (r.get("query") or {})
+                )
+            )
+            and (r.get("query") or {}).get("observer") != OBSERVER["observer"]
         ]

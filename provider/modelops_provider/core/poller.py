@@ -9,8 +9,11 @@ DuckLake lists every running run in a page, a live deployment is read once for a
 Rules:
 
 * every tick polls all the poller's waits in batches; the poller ticks at the smallest poll interval
-  among its waits (the smallest wins), and a wait that just arrived is polled at once (after a short
-  gathering pause, so that waits arriving together share their first requests too);
+  among its waits (the smallest wins), and waits that just arrived are polled at once: as soon as
+  they fill a batch, or ``ADMIT_PAUSE_S`` after the first of them (so that waits arriving together
+  share their first requests too);
+* each round runs as a task of its own, so a slow round holds up neither the next tick nor the
+  first poll of waits arriving meanwhile; a wait is in at most one round at a time;
 * each batch's answer is handed to each of its waits; a batch that failed is a missed poll for each
   of its waits, under the usual missed-poll rule (:class:`~modelops_provider.core.waiting.WaitProgress`);
 * a trigger that is cancelled takes its wait out synchronously: nothing is awaited on that path;
