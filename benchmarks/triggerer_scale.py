@@ -20,7 +20,7 @@ floor the trigger's start, minus the hand-off) and when the runner started the l
 (the runner's own share of that delay), and whether every wait ended with its right event (its run's
 ids and outcome: the event carries no payload, the worker reads that on resume).
 For ``shared`` also, per poller round, the most getBatch requests (against ceil(N/100)) and runs-list
-walks (runs that ended), counted in the triggerer.
+pages read (none: the worker reads a finished run), counted in the triggerer.
 
     python benchmarks/triggerer_scale.py [--n 100,2000,10000] [--arms shared,unshared,dbt,floor] [--poll 1]
 """
@@ -501,14 +501,15 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
 
 
 def _count_rounds(rounds: list[tuple[int, int, int, float]]) -> None:
-    """Count, per round of the shared poller, the getBatch requests and the runs-list walks it made."""
+    """Count, per round of the shared poller, the getBatch requests and the runs-list pages it read
+    (none since the worker reads a finished run on resume; counted to show it)."""
     from modelops_provider.core.poller import Poller
     from modelops_provider.foundry.api import FoundryApi
 
     # Rounds overlap (each is a task of its own): each counts its own requests, in a context variable
     # that the round's task and the tasks it gathers share.
     counter: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("bench_round")
-    get_builds, find_runs, poll = FoundryApi.get_builds, FoundryApi.find_model_studio_runs, Poller._poll
+    get_builds, find_runs, poll = FoundryApi.get_builds, FoundryApi.list_model_studio_runs_page, Poller._poll
 
     def counted_get_builds(self: Any, *args: Any, **kwargs: Any) -> Any:
         counter.get({"batch": 0})["batch"] += 1
@@ -527,7 +528,7 @@ def _count_rounds(rounds: list[tuple[int, int, int, float]]) -> None:
         rounds.append((len(waiters), mine["batch"], mine["walk"], took))
 
     FoundryApi.get_builds = counted_get_builds  # type: ignore[method-assign]
-    FoundryApi.find_model_studio_runs = counted_find_runs  # type: ignore[method-assign]
+    FoundryApi.list_model_studio_runs_page = counted_find_runs  # type: ignore[method-assign]
     Poller._poll = counted_poll  # type: ignore[method-assign]
 
 
@@ -664,7 +665,8 @@ def main() -> int:
                         print(
                             f"{'':>6} {'':9} {r['ticks']} poller rounds: getBatch per round max "
                             f"{r['getbatch_per_tick_max']} (ceil(N/100) = {r['getbatch_per_tick_limit']}, largest "
-                            f"batch {r['largest_batch']}), run-list walks per round max {r['run_walks_per_tick_max']}, "
+                            f"batch {r['largest_batch']}), runs-list pages per round max "
+                            f"{r['run_walks_per_tick_max']}, "
                             f"round took {r['round_s_median']:.2f} s (median), {r['round_s_max']:.2f} s (max); "
                             f"requests: {r['counts']}"
                         )

@@ -7,7 +7,7 @@ sync or an async client. Arguments are validated when the call starts, before an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from modelops_provider.core.adopt import create_or_adopt
@@ -137,23 +137,6 @@ class FoundryApi:
         self, model_studio_rid: str, predicate: Callable[[ModelStudioRun], bool], **kwargs: Any
     ) -> Call[ModelStudioRun | None]:
         return (yield from find_first(self.pages(model_studio_rid, **kwargs), predicate))
-
-    def find_model_studio_runs(
-        self, model_studio_rid: str, run_ids: Collection[str], config_version: int | None = None
-    ) -> Call[dict[str, ModelStudioRun]]:
-        """Several runs of one studio in one walk of its list (narrowed, in pages of
-        ``RUN_LOOKUP_PAGE_SIZE``), stopping once all are found; a run not found is left out."""
-        wanted = set(run_ids)
-        found: dict[str, ModelStudioRun] = {}
-
-        def collect(run: ModelStudioRun) -> bool:
-            if run.run_id in wanted:
-                found[run.run_id] = run
-            return len(found) == len(wanted)
-
-        pages = self.pages(model_studio_rid, config_version=config_version, page_size=RUN_LOOKUP_PAGE_SIZE)
-        yield from find_first(pages, collect)
-        return found
 
     def get_model_studio_run(
         self, model_studio_rid: str, run_id: str, config_version: int | None = None
