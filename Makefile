@@ -8,13 +8,20 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test test-unit test-deployment airflow lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.bytecode
 
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "uv>=0.4"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c .ci/constraints.txt \
 		"apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,dev]"
+	touch $@
+
+# Compiled once here: uv installs no .pyc files, and where PYTHONDONTWRITEBYTECODE is set nothing
+# writes them later, so every interpreter (each test worker, each `airflow` subprocess) would compile
+# all of Airflow from source again: ~5 s of CPU each.
+$(VENV)/.bytecode: $(VENV)/.installed
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	touch $@
 
 demo: setup

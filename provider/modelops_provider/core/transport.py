@@ -14,6 +14,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Generator, Mapping
@@ -493,6 +494,14 @@ async def run_async(client: httpx.AsyncClient, call: Call[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
+@functools.cache
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """One TLS context per process and setting, shared by every client: building one loads the
+    whole CA bundle (~40 ms of CPU), which a client per call would pay on every call. The CA
+    bundle (``SSL_CERT_FILE``, ``SSL_CERT_DIR`` or certifi's) is read when first needed."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 def new_sync_client(service: Service, *, max_timeout: float | None = None) -> httpx.Client:
     """A sync client for ``service``; ``max_timeout`` caps every timeout (a cancel on a budget)."""
     timeout = service.timeout
@@ -504,7 +513,7 @@ def new_sync_client(service: Service, *, max_timeout: float | None = None) -> ht
             write=min(t.write or max_timeout, max_timeout),
             pool=min(t.pool or max_timeout, max_timeout),
         )
-    return httpx.Client(timeout=timeout, verify=service.verify, follow_redirects=True)
+    return httpx.Client(timeout=timeout, verify=tls_context(service.verify), follow_redirects=True)
 
 
 def within(call: Call[T], budget: float, *, what: str) -> Call[T]:
@@ -541,7 +550,7 @@ def shared_async_client(service: Service) -> httpx.AsyncClient:
     if client is None or client.is_closed:
         client = per_loop[key] = httpx.AsyncClient(
             timeout=service.timeout,
-            verify=service.verify,
+            verify=tls_context(service.verify),
             follow_redirects=True,
             limits=httpx.Limits(
                 max_connections=MAX_IN_FLIGHT_PER_LOOP, max_keepalive_connections=MAX_IN_FLIGHT_PER_LOOP

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from modelops_provider.core.transport import tls_context
 from modelops_provider.sandbox.app import SandboxState, create_app, service_modules
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -90,7 +91,7 @@ class SandboxControl:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client = httpx.Client(base_url=url, timeout=10)
+        self._client = httpx.Client(base_url=url, timeout=10, verify=tls_context(True))
 
     def close(self) -> None:
         self._client.close()
