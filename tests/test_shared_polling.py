@@ -81,6 +81,9 @@ def test_150_waits_poll_builds_in_batches_and_each_gets_its_own_event(modelops_s
     # against the ticks that fit in the wait's wall time, so a loaded machine (longer, fewer ticks) holds too.
     ticks = elapsed / 0.5 + 2
     assert batches and len(batches) <= 2 * ticks, (len(batches), elapsed)
+    # The request log names the builds each getBatch read (the deployment tier attributes polls by it).
+    assert {rid for r in batches for rid in r["names"]} == {r.build_rid for r in good + bad}
+    assert max(len(r["names"]) for r in batches) <= 100
     # The builds say it all: the triggerer reads no run and no build by itself.
     assert not [r for r in sent if "/runs" in r["path"]]
     assert not [r for r in sent if r["path"].startswith("/api/v2/orchestration/builds/ri.")]
@@ -281,6 +284,8 @@ def test_ducklake_waits_read_the_running_list_and_each_ended_run_once(modelops_s
     sent = service_requests(control)[before:]
     lists = [r for r in sent if r["path"] == "/v1/model-runs"]
     assert lists and {r["query"].get("status") for r in lists} <= {"RUNNING", "PENDING"}
+    # The request log names the runs each list answered with.
+    assert {name for r in lists for name in r["names"]} == {r.id for r in runs}
     for run in runs:
         assert len([r for r in sent if r["path"] == f"/v1/model-runs/{run.id}"]) == 1
 

@@ -90,27 +90,32 @@ class RemoteRuns:
         ]
 
     def polls(self, run: Run) -> list[dict[str, Any]]:
-        """Requests that look at ``run``. For DuckLake GETs of the run, and every read of the runs
-        list filtered by status; for Foundry GETs of its studio's runs or its build, and every
-        ``builds/getBatch``. The triggerer's shared poller reads through those batched requests
-        (Foundry builds 100 per request, DuckLake's running runs in a page), and the request log keeps
-        no bodies: one counts as a look at each run waited on meanwhile (the tests wait on one run
-        per service at a time)."""
+        """Requests that look at ``run``. For DuckLake GETs of the run, and the reads of the runs list
+        filtered by status that listed it; for Foundry GETs of its studio's runs or its build, and the
+        ``builds/getBatch`` requests that named its build. The triggerer's shared poller reads through
+        those batched requests; the sandbox's request log records which runs each of them named."""
         if self.system == "foundry":
             paths = (FOUNDRY_RUNS.format(studio=self.key), FOUNDRY_BUILD.format(build=run.cancel_key))
+            named = run.cancel_key
         else:
             paths = (DUCKLAKE_RUN.format(run=run.id),)
+            named = run.id
         return [
             r
             for r in self.deployment.requests()
             if (
                 (r["method"] == "GET" and r["path"].startswith(paths))
-                or (self.system == "foundry" and r["method"] == "POST" and r["path"] == FOUNDRY_BATCH)
                 or (
-                    self.system == "ducklake"
-                    and r["method"] == "GET"
-                    and r["path"] == DUCKLAKE_RUNS
-                    and "status" in (r.get("query") or {})
+                    named in (r.get("names") or ())
+                    and (
+                        (self.system == "foundry" and r["method"] == "POST" and r["path"] == FOUNDRY_BATCH)
+                        or (
+                            self.system == "ducklake"
+                            and r["method"] == "GET"
+                            and r["path"] == DUCKLAKE_RUNS
+                            and "status" in (r.get("query") or {})
+                        )
+                    )
                 )
             )
             and (r.get("query") or {}).get("observer") != OBSERVER["observer"]

@@ -63,6 +63,17 @@ class SandboxState:
             return None
 
 
+LOG_ENTRY = "modelops_sandbox_log_entry"
+
+
+def note_names(request: Request, names: list[str]) -> None:
+    """Record in the request log which runs a batched read named (``names``): the log keeps no
+    bodies, and a getBatch or a status-filtered list looks at many runs at once."""
+    entry = getattr(request.state, LOG_ENTRY, None)
+    if entry is not None:
+        entry["names"] = names
+
+
 class SandboxMiddleware:
     """Logs every service request (never its headers) and plays injected faults.
 
@@ -95,6 +106,8 @@ class SandboxMiddleware:
         }
         with self.state.lock:
             self.state.requests.append(entry)
+        # A route may say which remote objects a request named (see note_names).
+        scope.setdefault("state", {})[LOG_ENTRY] = entry
         fault = self.state.take_fault(scope["method"], scope["path"])
 
         async def logged(message: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from modelops_provider.sandbox.app import note_names
 from modelops_provider.sandbox.clock import Clock
 
 PREFIX = "/v1"
@@ -577,6 +578,7 @@ def list_runs(request: Request, ds: State) -> dict[str, Any]:
         if status is not None:
             runs = [r for r in runs if r.status(now) == status]
         body: dict[str, Any] = {"data": [r.to_json(now) for r in runs[offset : offset + limit]]}
+        note_names(request, [item["id"] for item in body["data"]])
         if offset + limit < len(runs):
             body["next_page_token"] = base64.b64encode(str(offset + limit).encode()).decode()
     return body

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from modelops_provider.sandbox import foundry_registry
+from modelops_provider.sandbox.app import note_names
 from modelops_provider.sandbox.clock import Clock
 from modelops_provider.sandbox.foundry_auth import FoundryError, State, User, on_error, page_size, paged, requires
 from modelops_provider.sandbox.foundry_registry import Registry
@@ -490,6 +491,7 @@ async def get_builds_batch(request: Request, fs: State) -> dict[str, Any]:
         raise FoundryError(400, "INVALID_ARGUMENT", "InvalidArgument", {"body": "a JSON array of {buildRid}"}) from None
     if not 1 <= len(rids) <= 100:
         raise FoundryError(400, "INVALID_ARGUMENT", "InvalidArgument", {"size": len(rids)})
+    note_names(request, rids)
     # Unknown RIDs are left out of the map rather than failing the call (as inferred in section D).
     return {"data": {rid: run.build_json() for rid in rids if (run := fs.builds.get(rid)) is not None}}
 
