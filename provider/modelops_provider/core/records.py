@@ -163,15 +163,22 @@ class RunRecorder:
     _record_snap: Snapshot | None = None
     _record_result: Any = None
     _record_resumed = False
+    # (remote id, url, started_at, details) as set by :meth:`record_known`.
+    _record_known: tuple[str, str | None, float, dict[str, Any]] | None = None
+
+    def record_known(self, remote_id: str, url: str | None, details: dict[str, Any]) -> None:
+        """For a task whose work is one step (no run to wait on): what it works on is known from
+        now on, with the details it fills in as it goes (the same dict: later changes count)."""
+        self._record_known = (remote_id, url, time.time(), details)
 
     def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
         """``model_version``, ``verdict``, ``passed``, ``metrics``, ``project``, ``detail`` (for the
         task's tab only) and ``closes`` (the task id of the opener this task closes), all optional."""
-        return {}
+        return self._record_known[3] if self._record_known else {}
 
     def record_target(self) -> tuple[str, str | None, float | None] | None:
         """``(remote id, url, started_at)`` of the run, once known."""
-        return None
+        return self._record_known[:3] if self._record_known else None
 
     def record_run(
         self,

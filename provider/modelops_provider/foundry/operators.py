@@ -209,15 +209,6 @@ class ModelMetricsCheckOperator(RunRecorder, BaseOperator):
     ui_color = "#e2f0d9"
     service = "Foundry"
     kind = "metrics gate"
-    # (version checked, its model's page, when the check started, record details), once the version
-    # is known.
-    _gate: tuple[str, str, float, dict[str, Any]] | None = None
-
-    def record_target(self) -> tuple[str, str | None, float | None] | None:
-        return None if self._gate is None else self._gate[:3]
-
-    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return self._gate[3] if self._gate else {}
 
     def __init__(
         self,
@@ -270,7 +261,7 @@ class ModelMetricsCheckOperator(RunRecorder, BaseOperator):
         ref, thresholds = self._validated()
         hook = FoundryHook(self.foundry_conn_id)
         record: dict[str, Any] = {"model_version": ref.model_version_rid}  # the run record's details
-        self._gate = (ref.model_version_rid, hook.model_url(str(ref.model_rid)), time.time(), record)
+        self.record_known(ref.model_version_rid, hook.model_url(str(ref.model_rid)), record)
         with self.recording(context):
             return self._gate_check(context, hook, ref, thresholds, record)
 
@@ -397,15 +388,6 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
     ui_color = "#fce4d6"
     service = "Foundry"
     kind = "promotion"
-    # (the source version it promotes, the target model's page, when it started, record details),
-    # once the input is valid: a promotion that fails is listed with the version it tried.
-    _promotion: tuple[str, str, float, dict[str, Any]] | None = None
-
-    def record_target(self) -> tuple[str, str | None, float | None] | None:
-        return None if self._promotion is None else self._promotion[:3]
-
-    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return self._promotion[3] if self._promotion else {}
 
     def __init__(
         self,
@@ -440,7 +422,8 @@ class PromoteModelVersionOperator(RunRecorder, BaseOperator):
         hook = FoundryHook(self.foundry_conn_id)
         branch = self.branch or "(default)"
         record: dict[str, Any] = {"verdict": f"not promoted to branch {branch}", "passed": False}
-        self._promotion = (ref.model_version_rid, hook.model_url(self.model_rid), time.time(), record)
+        # Known once the input is valid: a promotion that fails is listed with the version it tried.
+        self.record_known(ref.model_version_rid, hook.model_url(self.model_rid), record)
         with self.recording(context):
             return self._promote(context, hook, ref, record)
 
@@ -509,14 +492,6 @@ class LiveDeploymentInferenceOperator(RunRecorder, BaseOperator):
     ui_color = "#ddebf7"
     service = "Foundry"
     kind = "inference check"
-    # (deployment URL, when the check started, record details), once the input is valid.
-    _inference: tuple[str | None, float, dict[str, Any]] | None = None
-
-    def record_target(self) -> tuple[str, str | None, float | None] | None:
-        return None if self._inference is None else (self.live_deployment_rid, *self._inference[:2])
-
-    def record_details(self, snap: Snapshot | None, result: Any, error: BaseException | None) -> dict[str, Any]:
-        return self._inference[2] if self._inference else {}
 
     def __init__(
         self,
@@ -562,7 +537,7 @@ class LiveDeploymentInferenceOperator(RunRecorder, BaseOperator):
         cases, expected_version = self._validated()
         hook = FoundryHook(self.foundry_conn_id)
         record: dict[str, Any] = {}  # the run record's details, filled in as the check goes
-        self._inference = (hook.live_deployment_url(self.live_deployment_rid), time.time(), record)
+        self.record_known(self.live_deployment_rid, hook.live_deployment_url(self.live_deployment_rid), record)
         self.record_run(context)  # listed as running while not-ready answers are ridden out
         with self.recording(context):
             return self._run_cases(context, hook, cases, expected_version, record)
