@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -67,6 +68,9 @@ class SandboxServer:
             self._thread.join(timeout=0.5)
 
     def stop(self) -> None:
+        control = self.__dict__.pop("control", None)
+        if control is not None:
+            control.close()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -78,8 +82,9 @@ class SandboxServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @property
+    @functools.cached_property
     def control(self) -> SandboxControl:
+        """One control client per server (its connections are closed by :meth:`stop`)."""
         return SandboxControl(self.url)
 
     def connection_env(self) -> dict[str, str]:
