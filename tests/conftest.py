@@ -15,6 +15,9 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The UI plugin's tests sign logins with this: Airflow's generated default is 22 bytes, which PyJWT
+# flags as too short for the HS512 it signs with (InsecureKeyLengthWarning).
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = os.urandom(64).hex()
 (_HOME / "dags").mkdir()
 
 import pytest  # noqa: E402
