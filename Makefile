@@ -48,6 +48,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c .ci/constraints.txt -e ".[bench]"
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	$(BIN)/python benchmarks/trigger_polling.py
 	$(BIN)/python benchmarks/triggerer_scale.py
 
