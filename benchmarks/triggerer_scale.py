@@ -17,8 +17,10 @@ KiB RSS per trigger (peak minus before the hand-off), p99 detection latency (the
 event, minus the run's scripted end) and p99 until the event is in the runner's queue (after the
 runner's own awaited log line), the largest first-poll delay (first request naming a run, or for the
 floor the trigger's start, minus the hand-off) and when the runner started the last trigger's ``run()``
-(the runner's own share of that delay), and whether every wait ended with its right event (its run's
-ids and outcome: the event carries no payload, the worker reads that on resume).
+(the runner's own share of that delay), log lines per wait (the runner's and the trigger's; each arm
+logs as Airflow's trigger runner process does, JSON lines towards its supervisor, here a file), and
+whether every wait ended with its right event (its run's ids and outcome: the event carries no
+payload, the worker reads that on resume).
 For ``shared`` also, per poller round, the most getBatch requests (against ceil(N/100)) and runs-list
 pages read (none: the worker reads a finished run), counted in the triggerer.
 
@@ -314,6 +316,11 @@ def _p99(values: list[float]) -> float | None:
     return values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)] if values else None
 
 
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
 def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) -> dict[str, Any]:
     import httpx
     from airflow.executors.workloads.trigger import RunTrigger
@@ -350,6 +357,16 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
             classpath = "__main__.SleepTrigger"
             kwargs = {"run_id": run["run_id"], "ends": run["ends"]}
         workloads.append(RunTrigger(id=i + 1, classpath=classpath, encrypted_kwargs=Trigger.encrypt_kwargs(kwargs)))
+
+    # Log as Airflow's trigger runner process does: JSON lines to the supervisor, which routes each
+    # trigger's lines to its task's log file in a process of its own. Here they go to a file (the
+    # same write per line, and an equally cheap renderer for every arm); left at the defaults, each
+    # line would go through the console renderer, which no triggerer uses.
+    from airflow.sdk.log import configure_logging, reset_logging
+
+    reset_logging()
+    log_io = open(os.environ["BENCH_TRIGGER_LOG"], "wb", buffering=0)  # noqa: SIM115 (open until exit)
+    configure_logging(json_output=True, output=log_io, sending_to_supervisor=True)
 
     event_times: dict[int, float] = {}
     events: dict[int, dict[str, Any]] = {}
@@ -486,6 +503,7 @@ def run_arm(arm: str, n: int, url: str, poll: float, seed: int, cap_s: float) ->
         "run_started_max_s": max(started) if started else None,
         "polled_runs": len(first),
         "wall_s": sample.get("done_at", 0.0) - handed,
+        "log_lines_per_wait": _count_lines(os.environ["BENCH_TRIGGER_LOG"]) / n,
         "counts": stats["counts"],
     }
     if rounds:
@@ -610,12 +628,16 @@ def main() -> int:
             header = (
                 f"{'N':>6} {'arm':9} {'ok/N':>11} {'CPU ms/wait':>11} {'CPU us/req':>10} {'req/wait':>8} "
                 f"{'KiB/trigger':>11} {'p99 detect s':>12} {'p99 queued s':>12} {'1st poll max s':>14} "
-                f"{'started max s':>13} {'wall s':>7}"
+                f"{'started max s':>13} {'wall s':>7} {'log/wait':>8}"
             )
             print(header)
             for n in sizes:
                 for arm in arms:
-                    arm_env = {**env, "AIRFLOW__MODELOPS__SHARED_POLLING": str(arm != "unshared")}
+                    arm_env = {
+                        **env,
+                        "AIRFLOW__MODELOPS__SHARED_POLLING": str(arm != "unshared"),
+                        "BENCH_TRIGGER_LOG": str(folder / f"{arm}-{n}.triggers.jsonl"),
+                    }
                     log_path = folder / f"{arm}-{n}.log"
                     with open(log_path, "w") as log_file:
                         proc = subprocess.Popen(
@@ -658,7 +680,7 @@ def main() -> int:
                         f"{_fmt(r['kib_per_trigger'], '11.1f')} {_fmt(r['p99_detection_s'], '12.2f')} "
                         f"{_fmt(r.get('p99_runner_queue_s'), '12.2f')} "
                         f"{_fmt(r['first_poll_max_s'], '14.2f')} {_fmt(r.get('run_started_max_s'), '13.2f')} "
-                        f"{_fmt(r['wall_s'], '7.1f')}",
+                        f"{_fmt(r['wall_s'], '7.1f')} {_fmt(r.get('log_lines_per_wait'), '8.1f')}",
                         flush=True,
                     )
                     if "getbatch_per_tick_max" in r:
