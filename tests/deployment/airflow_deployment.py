@@ -125,6 +125,9 @@ class AirflowDeployment:
                 # A killed worker's task is noticed within a minute rather than five.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                # A deferred wait's trigger logs only changes and progress lines (not its first look):
+                # a progress line every 3 s is how tests see a trigger at work, and its elapsed time.
+                "AIRFLOW__MODELOPS__PROGRESS_LOG_INTERVAL": "3",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")])),
                 "PYTHONUNBUFFERED": "1",
                 "NO_PROXY": "*",

@@ -88,8 +88,9 @@ class Case:
         return self.dep.wait_until(f"{self.system} run #{count} to be polled", polled, timeout=WAIT_S)  # type: ignore[no-any-return]
 
     def wait_trigger_polling(self, try_number: int = 1) -> Run:
-        """Wait until the triggerer runs this try's trigger and it has polled (logged a state); return
-        the newest remote run. Before a triggerer picked a trigger up, nobody could cancel its run."""
+        """Wait until the triggerer runs this try's trigger and it has polled (logged a progress line:
+        every 3 s in this deployment); return the newest remote run. Before a triggerer picked a
+        trigger up, nobody could cancel its run."""
         self.dep.wait_until(
             f"{self} try {try_number}: the trigger's first poll",
             lambda: "elapsed)" in self.dep.trigger_log(self.dag_id, self.run_id, "launch", try_number),
@@ -284,7 +285,7 @@ def test_triggerer_restart_keeps_the_run_its_deadline_and_elapsed_time(deploymen
         assert [r.id for r in case.remote.runs()] == [run.id], case  # one launch
         assert not case.remote.cancel_requests(run), case  # no cancel
         assert [t["state"] for t in case.tries()] == ["success"]
-        # The new triggerer's first line counts from the launch, not from its own start.
+        # The new triggerer's first line (a progress line) counts from the launch, not from its own start.
         files = sorted(
             deployment.log_folder.glob(
                 f"dag_id={case.dag_id}/run_id={case.run_id}/task_id=launch/attempt=1.log.trigger.*.log"

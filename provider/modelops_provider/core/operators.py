@@ -32,7 +32,7 @@ from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.results import JobResultArg
 from modelops_provider.core.transport import Call, new_sync_client, run_sync, within
 from modelops_provider.core.validation import seconds
-from modelops_provider.core.waiting import Outcome, Snapshot, duration, poll_until_terminal
+from modelops_provider.core.waiting import Outcome, Snapshot, duration, log_hand_over, poll_until_terminal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -278,6 +278,7 @@ class RemoteJobOperator(RunRecorder, ResumableJobMixin, BaseOperator):  # type: 
         # The deadline counts from the launch, so a retry that re-attaches does not restart the clock.
         deadline = None if self.timeout is None else float(job.get("started_at", time.time())) + self.timeout
         if self.deferrable:
+            log_hand_over(self.log, self.describe(job))
             self.defer(
                 trigger=self.make_trigger(job, deadline),
                 method_name="execute_complete",

@@ -16,7 +16,14 @@ from modelops_provider.core.records import RunRecorder
 from modelops_provider.core.retry import MissedPolls
 from modelops_provider.core.transport import Call
 from modelops_provider.core.validation import poll_interval, seconds
-from modelops_provider.core.waiting import MAX_MISSED_POLLS, TRANSIENT_ERRORS, Outcome, Snapshot, WaitProgress
+from modelops_provider.core.waiting import (
+    MAX_MISSED_POLLS,
+    TRANSIENT_ERRORS,
+    Outcome,
+    Snapshot,
+    WaitProgress,
+    log_hand_over,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -171,6 +178,7 @@ class PollingSensor(RunRecorder, BaseSensorOperator):
         if isinstance(done, PokeReturnValue):
             return done.xcom_value
         deadline = time.time() + float(self.timeout) if self.timeout is not None else None
+        log_hand_over(self.log, self.describe())
         self.defer(trigger=self.make_trigger(deadline), method_name="execute_complete", timeout=None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
