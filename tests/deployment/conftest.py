@@ -14,6 +14,7 @@ can be filtered to what they caused.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,37 @@ def deployment() -> Iterator[AirflowDeployment]:
             print(f"deployment kept in {dep.home}")
         else:
             dep.cleanup()
+
+
+# A failing test's evidence outlives the deployment only in the test output (CI keeps nothing else):
+# the task and trigger logs written while it ran, their last lines each, up to this much in all.
+FAILED_LOGS_MAX_CHARS = 40_000
+FAILED_LOGS_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    started = time.time()
+    try:
+        return (yield)
+    except BaseException:
+        dep = getattr(item, "funcargs", {}).get("deployment")
+        if isinstance(dep, AirflowDeployment):
+            item.add_report_section("call", "airflow task logs", _logs_since(dep.log_folder, started))
+        raise
+
+
+def _logs_since(folder: Path, started: float) -> str:
+    files = sorted(
+        (p for p in folder.glob("dag_id=*/run_id=*/task_id=*/*.log*") if p.stat().st_mtime >= started - 1),
+        key=lambda p: p.stat().st_mtime,
+    )
+    parts: list[str] = []
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines()[-FAILED_LOGS_LINES:]
+        parts.append(f"--- {path.relative_to(folder)} (last {len(lines)} lines)\n" + "\n".join(lines))
+    text = "\n".join(parts) or f"no task log written in {folder} since the test started"
+    return text[-FAILED_LOGS_MAX_CHARS:]
 
 
 @pytest.fixture
