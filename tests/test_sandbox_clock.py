@@ -140,3 +140,19 @@ def test_pluto_reaps_a_quiet_run_when_the_stale_window_passes(modelops_sandbox, 
     reaped = next(r for r in control.pluto_runs() if r["runId"] == run.run_id)
     assert reaped["status"] == "FAILED" and reaped["statusMetadata"]["reason"] == "stale"
     assert reaped["statusMetadata"]["grace_seconds"] == 1800
+
+
+def test_the_clock_fixture_stands_still_until_moved_and_then_flows_on(modelops_sandbox, modelops_sandbox_clock):
+    control = modelops_sandbox.control
+    first = modelops_sandbox_clock.now()
+    assert control.clock()["mode"] == "manual"
+    assert modelops_sandbox_clock.now() == first  # stands still
+    assert modelops_sandbox_clock.advance(30) == pytest.approx(first + 30)
+    modelops_sandbox_clock.wall()
+    assert control.clock()["mode"] == "wall"
+    resumed = modelops_sandbox_clock.now()
+    assert resumed >= first + 30  # on from where it stood, not back to the wall's reading
+    deadline = time.monotonic() + 5
+    while modelops_sandbox_clock.now() == resumed:  # and time flows again
+        assert time.monotonic() < deadline, "the sandbox clock did not move in wall mode"
+        time.sleep(0.01)
